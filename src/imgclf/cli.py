@@ -1,0 +1,123 @@
+"""The ``imgclf`` command: one subcommand per pipeline stage, as ``dvc.yaml`` calls them.
+
+User errors (bad params, bad data, missing files) end with one line on stderr and
+exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from imgclf import __version__
+from imgclf.errors import UserError
+
+DESCRIPTION = """\
+A DVC-versioned image-classification pipeline. The stages run in this order
+(`dvc repro` runs them for you and skips those whose inputs did not change):
+
+  download  fetch the dataset named by data.source into data/raw
+  split     decode, de-duplicate and split data/raw into data/prepared
+  train     train the model chosen in params.yaml into models/model.keras
+  evaluate  score the model on the held-out splits into metrics/eval.json
+
+Every choice lives in params.yaml; see README.md.
+"""
+
+
+def _download(args: argparse.Namespace) -> None:
+    from imgclf.data import download
+    from imgclf.params import load_params
+
+    download.run(load_params(args.params).data, args.out)
+
+
+def _split(args: argparse.Namespace) -> None:
+    from imgclf.data import split
+    from imgclf.params import load_params
+
+    params = load_params(args.params)
+    split.run(params.data, params.split, args.raw, args.out)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from imgclf.params import load_params
+    from imgclf.training import train
+
+    params = load_params(args.params)
+    train.run(params.model, params.train, args.data, args.model, args.live)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from imgclf.evaluation import evaluate
+    from imgclf.params import load_params
+
+    evaluate.run(load_params(args.params).evaluate, args.data, args.model, args.metrics,
+                 args.plots)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imgclf", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"imgclf {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of errors (for bug reports)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help: str,
+            description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.add_argument("--params", default="params.yaml", help="the params file to read")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("download", _download, "fetch the dataset into data/raw",
+            "Fetch the dataset named by data.source (a kaggle:OWNER/NAME handle, an https:// "
+            "or file:// URL of a zip or tar archive, or a local folder of class sub-folders) "
+            "into OUT/<class>/<file>. Looks first in the folder named by $IMGCLF_DATA_MIRROR; "
+            "files of a known dataset are verified against its pinned sha256 manifest.")
+    p.add_argument("--out", default="data/raw", help="where the class folders are written")
+
+    p = add("split", _split, "decode, de-duplicate and split the images",
+            "Decode every image of RAW (skipping and reporting unusable files), group "
+            "byte-identical files, make a stratified train/val/test split from split.* and "
+            "write the resized images as binary shards plus a manifest into OUT.")
+    p.add_argument("--raw", default="data/raw", help="the folder of class sub-folders")
+    p.add_argument("--out", default="data/prepared", help="where shards and manifest go")
+
+    p = add("train", _train, "train the model",
+            "Train the architecture of model.* with the settings of train.* on the prepared "
+            "train split, validating on the val split; log learning curves with DVCLive and "
+            "save the model with its class names.")
+    p.add_argument("--data", default="data/prepared", help="the split stage's output")
+    p.add_argument("--model", default="models/model.keras", help="where the model is saved")
+    p.add_argument("--live", default="metrics/train", help="the DVCLive folder")
+
+    p = add("evaluate", _evaluate, "score the model on the held-out splits",
+            "Score the model on the splits of evaluate.splits and write the metrics (nested "
+            "by split) and the plot data (confusion matrix, ROC, precision-recall).")
+    p.add_argument("--data", default="data/prepared", help="the split stage's output")
+    p.add_argument("--model", default="models/model.keras", help="the model to score")
+    p.add_argument("--metrics", default="metrics/eval.json", help="the metrics file")
+    p.add_argument("--plots", default="metrics/plots", help="the folder of plot data")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
+    try:
+        args.func(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"imgclf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"imgclf {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

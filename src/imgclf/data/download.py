@@ -1,0 +1,309 @@
+"""The ``download`` stage: put the dataset named by ``data.source`` into ``OUT/<class>/<file>``.
+
+Where the files come from, in order:
+
+1. For a *known* dataset (one pinned in ``KNOWN_DATASETS`` by a sha256 manifest), the
+   folder named by ``$IMGCLF_DATA_MIRROR``, if set: offline machines, CI and
+   benchmarks use a local copy instead of the network.
+2. A local folder (copied, never moved) or a local archive (``file://`` URL or path).
+3. The network: ``kaggle:OWNER/NAME`` is fetched as a zip from
+   ``$IMGCLF_KAGGLE_URL/OWNER/NAME`` (default ``https://www.kaggle.com/api/v1/datasets/
+   download``; the variable exists so tests can use a local server), with HTTP basic
+   auth from ``KAGGLE_USERNAME``/``KAGGLE_KEY`` (environment first, then ``./.env``)
+   when they are set; ``https://`` and ``http://`` URLs are fetched as they are.
+
+Every file of a known dataset is hashed and must match its manifest, whatever the
+origin; files the manifest does not list are left out. The output is built in a
+temporary folder and renamed into place, so an interrupted or failed run leaves the
+previous output untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tqdm import tqdm
+
+from imgclf import __version__
+from imgclf.data.archive import extract
+from imgclf.data.checksums import Manifest, read_manifest, verify_folder
+from imgclf.data.sources import (
+    KaggleSource,
+    LocalSource,
+    Source,
+    UrlSource,
+    parse_dotenv,
+    parse_source,
+)
+from imgclf.errors import UserError
+from imgclf.fsutil import atomic_dir
+from imgclf.params import DEFAULT_SOURCE, DataParams
+
+MIRROR_ENV = "IMGCLF_DATA_MIRROR"
+KAGGLE_URL_ENV = "IMGCLF_KAGGLE_URL"
+DEFAULT_KAGGLE_URL = "https://www.kaggle.com/api/v1/datasets/download"
+TIMEOUT_S = 60  # per socket operation, not for the whole download
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+_BAR = {"mininterval": 0.5, "file": sys.stderr, "leave": False}
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    """A dataset whose exact files are pinned by a sha256 manifest."""
+
+    manifest: Traversable | Path
+    title: str
+
+
+# Keyed by the canonical source (``Source.key``). Tests pass their own to ``run(known=...)``.
+KNOWN_DATASETS: dict[str, KnownDataset] = {
+    DEFAULT_SOURCE: KnownDataset(files("imgclf.data") / "animals.sha256",
+                                 "Animal Image Dataset (cats, dogs, snakes; 3,000 images)"),
+}
+
+
+def run(data: DataParams, out: str | os.PathLike[str], *,
+        known: Mapping[str, KnownDataset] | None = None) -> None:
+    """Fetch ``data.source`` into ``out`` (replacing it whole); raise ``UserError`` on bad input."""
+    source = parse_source(data.source)
+    dataset = (KNOWN_DATASETS if known is None else known).get(source.key)
+    # Read the pinned manifest before any download, so a broken install fails fast.
+    manifest = read_manifest(dataset.manifest) if dataset else None
+    out = Path(out)
+    with atomic_dir(out) as dest, _workdir(out) as work:
+        root, origin = _obtain(source, dataset is not None, work)
+        root = find_class_root(root, origin)
+        if manifest is None:
+            counts = copy_classes(root, dest)
+        else:
+            fix = (f"replace the damaged files in {root}, or unset {MIRROR_ENV} to download "
+                   "a fresh copy" if origin.startswith(MIRROR_ENV) else
+                   "the upstream dataset may have changed; get the pinned version and point "
+                   f"{MIRROR_ENV} at it")
+            counts = copy_verified(root, manifest, dest, origin, fix)
+    per_class = ", ".join(f"{name} {n}" for name, n in counts.items())
+    checked = f", verified against {dataset.manifest.name}" if dataset else ""
+    print(f"download: {sum(counts.values())} files in {len(counts)} classes ({per_class}) "
+          f"from {origin} -> {out}{checked}", file=sys.stderr)
+
+
+@contextmanager
+def _workdir(out: Path) -> Iterator[Path]:
+    """A scratch folder next to the output (same disk) for the archive and its extraction."""
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".download",
+                                     dir=out.parent, ignore_cleanup_errors=True) as work:
+        yield Path(work)
+
+
+def _obtain(source: Source, known: bool, work: Path) -> tuple[Path, str]:
+    """A local folder holding the dataset, and a description of where it came from."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if known and mirror:
+        if not Path(mirror).is_dir():
+            raise UserError(f"{MIRROR_ENV}={mirror}: not a folder; point it at a local copy of "
+                            "the dataset (its class sub-folders) or unset it")
+        return Path(mirror), f"{MIRROR_ENV}={mirror}"
+    if isinstance(source, LocalSource):
+        path = source.path
+        if path.is_dir():
+            return path, str(path)
+        if not path.exists():
+            raise UserError(f"data.source: {path} does not exist; give a folder of class "
+                            "sub-folders or an archive (relative paths start at the working "
+                            f"folder, {Path.cwd()})")
+        archive = path
+    else:
+        archive = work / "download"
+        _fetch(source, archive, known)
+    extracted = work / "extracted"
+    extracted.mkdir()
+    extract(archive, extracted)
+    if archive.parent == work:
+        archive.unlink()  # free the disk space before the copy doubles it
+    return extracted, str(source.path) if isinstance(source, LocalSource) else _shown(source)
+
+
+# --- network ---------------------------------------------------------------------------
+
+
+def kaggle_credentials(environ: Mapping[str, str], dotenv: Path) -> tuple[str, str] | None:
+    """(username, key) from the environment or, for each variable not set there, ``dotenv``."""
+    from_file = parse_dotenv(dotenv.read_text(encoding="utf-8")) if dotenv.is_file() else {}
+    user = environ.get("KAGGLE_USERNAME") or from_file.get("KAGGLE_USERNAME")
+    key = environ.get("KAGGLE_KEY") or from_file.get("KAGGLE_KEY")
+    if bool(user) != bool(key):
+        missing = "KAGGLE_KEY" if user else "KAGGLE_USERNAME"
+        raise UserError(f"{missing} is not set but its partner is (environment or .env); "
+                        "set both KAGGLE_USERNAME and KAGGLE_KEY, or neither")
+    return (user, key) if user and key else None
+
+
+def _shown(source: Source) -> str:
+    """The source as it may be printed: a URL loses any user:password part."""
+    if isinstance(source, UrlSource):
+        parts = urlsplit(source.url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return source.key
+
+
+def _host(url: str) -> str:
+    """Host and port of ``url``, without any user:password part."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def _fetch(source: Source, dest: Path, known: bool) -> None:
+    """Download the archive of a Kaggle or URL source to ``dest``, with a progress bar."""
+    creds = None
+    if isinstance(source, KaggleSource):
+        base = os.environ.get(KAGGLE_URL_ENV) or DEFAULT_KAGGLE_URL
+        url = f"{base.rstrip('/')}/{source.owner}/{source.name}"
+        creds = kaggle_credentials(os.environ, Path(".env"))
+    else:
+        url = source.key
+    request = urllib.request.Request(url, headers={"User-Agent": f"imgclf/{__version__}"})
+    if creds:
+        token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode("ascii")
+        # Unredirected: Kaggle redirects to a signed storage URL that must not get the key.
+        request.add_unredirected_header("Authorization", f"Basic {token}")
+    host = _host(url)
+    hint = ("set IMGCLF_DATA_MIRROR to a local copy of the dataset or point data.source at a "
+            "local folder" if known else
+            "download the archive yourself and point data.source at the file or a local folder")
+    got, total = 0, None
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, \
+                open(dest, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, desc=f"downloading from {host}", unit="B", unit_scale=True,
+                      unit_divisor=1024, **_BAR) as bar:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as exc:
+        raise _http_error(exc.code, exc.reason, source, host, creds is not None, hint) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError,
+            http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        reason = getattr(reason, "strerror", None) or str(reason) or type(exc).__name__
+        if got or isinstance(exc, http.client.IncompleteRead):
+            # The server answered, so the host is reachable; the transfer broke off.
+            got_of = f"{got} of {total} bytes" if total else f"after {got} bytes"
+            raise UserError(f"download from {host} was cut off ({got_of}: {reason}); "
+                            f"run the stage again, or {hint}") from None
+        raise UserError(f"cannot reach {host} ({reason}); {hint}") from None
+    if total is not None and got != total:
+        raise UserError(f"download from {host} was cut off ({got} of {total} bytes); "
+                        f"run the stage again, or {hint}")
+
+
+def _http_error(code: int, reason: str, source: Source, host: str, sent_creds: bool,
+                hint: str) -> UserError:
+    """The message for an HTTP error status: what went wrong and what to do."""
+    kaggle = isinstance(source, KaggleSource)
+    if kaggle and code in (401, 403):
+        if sent_creds:
+            what = ("Kaggle refused the credentials in KAGGLE_USERNAME and KAGGLE_KEY; check "
+                    "them (environment or .env) and accept the dataset's rules on kaggle.com")
+        else:
+            what = ("Kaggle needs credentials: set KAGGLE_USERNAME and KAGGLE_KEY in the "
+                    "environment or in a .env file in the working folder (the API key is "
+                    "under Settings > API on kaggle.com)")
+        return UserError(f"{what} (HTTP {code}); or {hint}")
+    if code == 404:
+        name = f"Kaggle dataset {source.key}" if kaggle else _shown(source)
+        return UserError(f"{name} not found (HTTP 404 from {host}); check data.source")
+    if code in (401, 403):
+        return UserError(f"{host} refused access (HTTP {code} {reason}); {hint}")
+    return UserError(f"{host} answered HTTP {code} {reason}; try again later, or {hint}")
+
+
+# --- layout and copying ----------------------------------------------------------------
+
+
+def _ignored(name: str) -> bool:
+    """Hidden entries and macOS zip metadata are never classes or images."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _ignored(p.name))
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not _ignored(p.name))
+
+
+def find_class_root(folder: Path, origin: str) -> Path:
+    """The folder that holds the class sub-folders, below ``folder``.
+
+    Archives often wrap the classes in one top folder (Kaggle's zip has ``Animals/cats``),
+    so descend while a folder has a single sub-folder that itself has sub-folders and
+    no images sit beside it.
+    """
+    current = folder
+    while True:
+        subdirs = _class_dirs(current)
+        has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in _files(current))
+        if len(subdirs) != 1 or has_images or not _class_dirs(subdirs[0]):
+            break
+        current = subdirs[0]
+    if not _class_dirs(current):
+        raise UserError(f"{origin}: no class sub-folders found; the dataset must be a folder "
+                        "of class folders, like cats/*.jpg and dogs/*.jpg")
+    return current
+
+
+def _copy_all(root: Path, names: list[str], dest: Path) -> None:
+    """Copy ``root/<name>`` to ``dest/<name>``: contents only, so read-only sources stay so."""
+    for name in tqdm(names, desc="copying", unit="file", **_BAR):
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / name, target)
+
+
+def _count(names: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in names:
+        cls = name.split("/", 1)[0]
+        counts[cls] = counts.get(cls, 0) + 1
+    return counts
+
+
+def copy_classes(root: Path, dest: Path) -> dict[str, int]:
+    """Copy the files directly inside each class folder of ``root``; files per class."""
+    names = [f"{d.name}/{f.name}" for d in _class_dirs(root) for f in _files(d)]
+    if not names:
+        raise UserError(f"{root}: the class folders hold no files")
+    _copy_all(root, names, dest)
+    return _count(names)
+
+
+def copy_verified(root: Path, manifest: Manifest, dest: Path, origin: str,
+                  fix: str) -> dict[str, int]:
+    """Copy the files ``manifest`` lists and check every copied byte against it.
+
+    The copies are hashed, not the originals, so what lands in ``dest`` is what was checked.
+    """
+    names = sorted(n for n in manifest if (root / n).is_file())
+    _copy_all(root, names, dest)
+    result = verify_folder(dest, manifest)
+    if not result.ok:
+        raise UserError(f"{origin}: {result.describe()}. This is not the pinned dataset: "
+                        f"{fix} (the previous output was kept)")
+    return _count(names)

@@ -1,0 +1,186 @@
+"""The split stage: data/raw -> data/prepared (shards, manifest.csv, report.json, meta.json).
+
+Every image is decoded once, in parallel, and streamed to disk; the split itself only
+needs labels and hashes, so memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from imgclf import fsutil
+from imgclf.data.images import ImageError, dhash, load_image
+from imgclf.data.report import split_report
+from imgclf.data.shards import LABEL_BYTES, ShardsMeta, ShardWriter, encode_record
+from imgclf.data.splitting import (
+    SPLITS,
+    duplicate_groups,
+    label_conflicts,
+    stratified_group_split,
+)
+from imgclf.errors import UserError
+from imgclf.params import DataParams, SplitParams
+
+PARALLEL_MIN_FILES = 64  # below this, starting worker processes costs more than it saves
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What is in the raw folder: class names, candidate files and files skipped outright."""
+
+    class_names: list[str]
+    files: list[tuple[str, int]]  # (path relative to the raw folder, class index)
+    skipped: list[dict[str, str]]  # {"path", "reason"}
+
+
+def scan(raw: Path) -> Scan:
+    """List class folders and their files; skip hidden files and links leaving ``raw``."""
+    if not raw.is_dir():
+        raise UserError(f"{raw}: not a folder; run the download stage first (dvc repro download)")
+    root = raw.resolve()
+    skipped: list[dict[str, str]] = []
+    per_class: dict[str, list[str]] = {}
+    for entry in sorted(raw.iterdir()):
+        rel = entry.name
+        if rel.startswith("."):
+            skipped.append({"path": rel, "reason": "hidden"})
+        elif not entry.is_dir():
+            skipped.append({"path": rel, "reason": "not inside a class folder"})
+        else:
+            per_class[rel] = []
+            for dirpath, dirnames, filenames in os.walk(entry):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    path = Path(dirpath) / name
+                    relpath = path.relative_to(raw).as_posix()
+                    if name.startswith("."):
+                        skipped.append({"path": relpath, "reason": "hidden"})
+                    elif path.is_symlink() and not path.resolve().is_relative_to(root):
+                        skipped.append({"path": relpath, "reason": "link to outside the dataset"})
+                    elif not path.is_file():
+                        skipped.append({"path": relpath, "reason": "not a regular file"})
+                    else:
+                        per_class[rel].append(relpath)
+    class_names = [name for name, files in per_class.items() if files]
+    skipped += [{"path": name, "reason": "empty class folder"}
+                for name, files in per_class.items() if not files]
+    files = [(f, c) for c, name in enumerate(class_names) for f in per_class[name]]
+    return Scan(class_names, files, skipped)
+
+
+def _decode(job: tuple[str, int]) -> tuple[str, int, bytes] | str:
+    """Worker: ``(sha256, dhash, pixels)`` of one file, or the reason it is unusable."""
+    path, size = job
+    try:
+        data = Path(path).read_bytes()
+        pixels = load_image(path, size)
+    except (ImageError, OSError) as exc:
+        return str(exc)
+    return hashlib.sha256(data).hexdigest(), dhash(pixels), pixels.tobytes()
+
+
+def _decoded(paths: list[str], size: int) -> object:
+    """Yield ``_decode`` results in input order, on all cores when it pays off."""
+    jobs = [(p, size) for p in paths]
+    if len(jobs) < PARALLEL_MIN_FILES:
+        yield from map(_decode, jobs)
+        return
+    workers = len(os.sched_getaffinity(0))
+    # spawn, not fork: the parent may hold TensorFlow's threads (tests, notebooks).
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_decode, jobs, chunksize=16)
+
+
+def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
+        out: str | os.PathLike[str]) -> None:
+    raw, size = Path(raw), data.image_size
+    found = scan(raw)
+    fractions = (split.train, split.val, split.test)
+
+    with fsutil.atomic_dir(out) as tmp:
+        # Pass 1: decode each file once, appending pixels to a scratch file in scan order.
+        kept: list[int] = []  # index into found.files of each usable image
+        shas: list[str] = []
+        hashes: list[int] = []
+        skipped = list(found.skipped)
+        pool_path = tmp / "decoded.tmp"
+        with open(pool_path, "wb") as pool_file:
+            results = _decoded([str(raw / f) for f, _ in found.files], size)
+            bar = tqdm(results, total=len(found.files), desc="split: decoding", unit="img",
+                       mininterval=0.5)
+            for i, result in enumerate(bar):
+                if isinstance(result, str):
+                    skipped.append({"path": found.files[i][0], "reason": result})
+                    continue
+                sha, dh, pixels = result
+                pool_file.write(encode_record(found.files[i][1], np.frombuffer(pixels, np.uint8)))
+                kept.append(i)
+                shas.append(sha)
+                hashes.append(dh)
+
+        paths = [found.files[i][0] for i in kept]
+        labels = np.array([found.files[i][1] for i in kept], dtype=np.int64)
+        groups = duplicate_groups(shas, hashes)
+        conflict = label_conflicts(labels, groups)
+        for i in np.flatnonzero(conflict):
+            skipped.append({"path": paths[i], "reason": "the same image is in another class"})
+        class_names, labels = _drop_empty_classes(found.class_names, labels, ~conflict, skipped)
+        meta = ShardsMeta(size, class_names)
+        split_of = np.full(len(kept), -1, dtype=np.int64)
+        usable = np.flatnonzero(~conflict)
+        split_of[usable] = stratified_group_split(labels[usable], groups[usable], fractions,
+                                                  split.seed, class_names)
+
+        # Pass 2: copy records into per-split shards, each split in its own seeded order
+        # so that streaming readers see the classes mixed.
+        records = np.memmap(pool_path, dtype=np.uint8, mode="r").reshape(-1, meta.record_bytes)
+        rng = np.random.default_rng(split.seed)
+        rows = []
+        for s, name in enumerate(SPLITS):
+            writer = ShardWriter(tmp, name, meta.record_bytes)
+            for j in rng.permutation(np.flatnonzero(split_of == s)):
+                # The label is re-encoded: dropping an empty class shifts the indices.
+                writer.write(encode_record(labels[j], records[j, LABEL_BYTES:]))
+                rows.append({"path": paths[j], "label": class_names[labels[j]], "split": name,
+                             "sha256": shas[j]})
+            writer.close()
+            meta.splits[name], meta.counts[name] = writer.names, writer.count
+        del records
+        pool_path.unlink()
+
+        (tmp / "meta.json").write_text(meta.to_json(), encoding="utf-8")
+        with open(tmp / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+            writer_csv = csv.DictWriter(f, fieldnames=["path", "label", "split", "sha256"])
+            writer_csv.writeheader()
+            writer_csv.writerows(rows)
+        report = split_report(class_names, rows, skipped, groups, paths)
+        fsutil.write_json(tmp / "report.json", report)
+    print(f"split: {len(rows)} images of {len(class_names)} classes "
+          f"({', '.join(f'{k} {v}' for k, v in meta.counts.items())}), "
+          f"{len(skipped)} skipped, {len(report['duplicate_groups'])} duplicate groups; "
+          f"see {Path(out) / 'report.json'}")
+
+
+def _drop_empty_classes(class_names: list[str], labels: np.ndarray, usable: np.ndarray,
+                        skipped: list[dict[str, str]]) -> tuple[list[str], np.ndarray]:
+    """Remove classes with no usable image; return the kept names and re-numbered labels."""
+    counts = np.bincount(labels[usable], minlength=len(class_names))
+    keep = [c for c in range(len(class_names)) if counts[c] > 0]
+    skipped += [{"path": class_names[c], "reason": "class folder has no usable image"}
+                for c in range(len(class_names)) if counts[c] == 0]
+    if len(keep) < 2:
+        raise UserError(
+            f"found {len(keep)} class folder(s) with usable images "
+            f"({', '.join(class_names[c] for c in keep) or 'none'}); a classifier needs at "
+            "least 2: put each class's images in its own sub-folder of the raw data folder")
+    remap = np.full(len(class_names), -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    return [class_names[c] for c in keep], remap[labels]

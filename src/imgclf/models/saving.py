@@ -1,0 +1,60 @@
+"""Save and load the model together with what is needed to use it.
+
+The ``.keras`` file is a zip; beside Keras' own entries we add ``imgclf.json`` with
+the class names and the image size, so a model file alone is enough to predict.
+Models are loaded with Keras' safe mode: a file carrying code (a Lambda layer) is
+refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from imgclf import fsutil
+from imgclf.errors import UserError
+
+INFO_NAME = "imgclf.json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    class_names: list[str]
+    image_size: int
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str], info: ModelInfo) -> None:
+    """Write ``model`` and ``info`` to ``path`` (a ``.keras`` file) atomically."""
+    with fsutil.atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(INFO_NAME, json.dumps({"class_names": info.class_names,
+                                               "image_size": info.image_size}))
+
+
+def read_info(path: str | os.PathLike[str]) -> ModelInfo:
+    """The class names and image size stored in a model file, without loading Keras."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            raw = json.loads(zf.read(INFO_NAME))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no model file; run the train stage first (dvc repro train)"
+                        ) from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        raise UserError(f"{path}: not a model saved by imgclf train; retrain it") from None
+    return ModelInfo(class_names=list(raw["class_names"]), image_size=int(raw["image_size"]))
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[keras.Model, ModelInfo]:
+    """The Keras model at ``path`` (safe mode) and its ``ModelInfo``."""
+    info = read_info(path)
+    try:
+        model = keras.models.load_model(Path(path), compile=False, safe_mode=True)
+    except ValueError as exc:
+        raise UserError(f"{path}: refused to load ({str(exc).splitlines()[0]})") from None
+    return model, info

@@ -1,0 +1,52 @@
+"""Stream a split's shards into batches with tf.data (no JPEG decoding, bounded memory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+from imgclf.data.shards import LABEL_BYTES, ShardsMeta
+
+SHUFFLE_BYTES = 128 * 1024 * 1024  # memory the shuffle buffer may use, whatever the dataset size
+
+
+def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, batch_size: int,
+                 *, shuffle: bool = False, seed: int = 0, one_hot: bool = False) -> tf.data.Dataset:
+    """Batches of ``(images (B, S, S, 3) float32 in 0..255, labels)`` from ``split``.
+
+    Labels are ``(B,)`` int32, or ``(B, C)`` float32 one-hot when ``one_hot`` (for
+    ``categorical_crossentropy``: the loss and the label form must match, or training
+    silently sits at chance level). With ``shuffle``, shard order and records are
+    reshuffled every epoch from ``seed``; otherwise the order is the shards' order.
+    """
+    files = [str(Path(folder) / name) for name in meta.splits.get(split, [])]
+    if not files:
+        raise ValueError(f"split {split!r} has no shards in {folder}")
+    size, n_classes = meta.image_size, len(meta.class_names)
+
+    def parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        raw = tf.io.decode_raw(record, tf.uint8)
+        label = tf.bitcast(raw[:LABEL_BYTES], tf.int32)  # little-endian int32, as written
+        image = tf.reshape(raw[LABEL_BYTES:], (size, size, 3))
+        return image, label
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.FixedLengthRecordDataset(f, meta.record_bytes, buffer_size=1 << 20),
+        cycle_length=min(len(files), 4), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if shuffle:
+        buffer = max(64, min(meta.counts.get(split, 0), SHUFFLE_BYTES // meta.record_bytes))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size)
+
+    def finish(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images = tf.cast(images, tf.float32)
+        return images, (tf.one_hot(labels, n_classes) if one_hot else labels)
+
+    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE)

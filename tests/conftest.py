@@ -1,0 +1,66 @@
+"""Shared fixtures: small generated image sets, and a tiny prepared + trained pipeline.
+
+Images are made here, never copied from the real dataset. Each class gets its own
+colour so a small CNN can learn them in a couple of epochs; noise keeps every file
+distinct (the split stage groups duplicates).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+CLASS_COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+
+
+def write_image_folder(root: Path, classes: list[str], per_class: int, size: int = 24,
+                       seed: int = 0) -> Path:
+    """``root/<class>/<i>.png``: noisy images whose mean colour depends on the class."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        base = np.array(CLASS_COLOURS[c % len(CLASS_COLOURS)], dtype=np.int16)
+        for i in range(per_class):
+            noise = rng.integers(-40, 40, size=(size, size, 3))
+            pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{name}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder() -> Callable[..., Path]:
+    """The ``write_image_folder`` builder, for tests that need their own set."""
+    return write_image_folder
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A split-stage output of 3 generated classes, 30 images each, at 16 px."""
+    from imgclf.data import split
+    from imgclf.params import DataParams, SplitParams
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_image_folder(root / "raw", ["red", "green", "blue"], per_class=30)
+    split.run(DataParams(image_size=16), SplitParams(train=0.6, val=0.2, test=0.2, seed=1),
+              root / "raw", root / "prepared")
+    return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN trained for a few epochs on ``tiny_prepared``."""
+    from imgclf.params import ModelParams, TrainParams
+    from imgclf.training import train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    train.run(ModelParams(arch="small"), TrainParams(epochs=4, batch_size=8, learning_rate=0.003),
+              tiny_prepared, out / "model.keras", out / "live")
+    return out / "model.keras"

@@ -1,0 +1,313 @@
+"""The download stage end to end, on real files and a local HTTP server (never the internet)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import stat
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from imgclf.data import download
+from imgclf.data.download import KnownDataset, run
+from imgclf.errors import UserError
+from imgclf.params import DEFAULT_SOURCE, DataParams
+
+REAL_MIRROR = os.environ.get("IMGCLF_DATA_MIRROR")  # read before clean_env clears it
+FILES_A = {"cats/a1.jpg": b"cat one", "cats/a2.jpg": b"cat two", "dogs/d1.jpg": b"dog one"}
+CLOSED_PORT = "http://127.0.0.1:1"
+
+# Every test runs without inherited mirror or Kaggle variables, in an empty working folder.
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+def fetch(source: str, out: str | Path = "data/raw", **kwargs) -> None:
+    run(DataParams(source=source), out, **kwargs)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary names the stage may have left next to its output."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def zip_bytes(files: dict[str, bytes], prefix: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(prefix + name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def pinned(tmp_path: Path, kit):
+    """A fake known dataset: its files, a manifest of them, and a registry naming it."""
+    files = kit.dataset_files({"cats": 3, "dogs": 2, "snakes": 2})
+    manifest = tmp_path / "fake.sha256"
+    manifest.write_text(kit.manifest_of(files))
+
+    def registry(key: str = DEFAULT_SOURCE) -> dict[str, KnownDataset]:
+        return {key: KnownDataset(manifest, "fake")}
+
+    return files, registry
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, kit, pinned, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A mirror folder laid out like /work/shared/data/animals, with a few extras."""
+    files, _ = pinned
+    root = kit.write_tree(tmp_path / "mirror", files)
+    (root / "SHA256SUMS").write_text(kit.manifest_of(files))
+    (root / "SOURCE.md").write_text("# where it came from\n")
+    (root / "cats/not-pinned.jpg").write_bytes(b"extra")
+    monkeypatch.setenv("IMGCLF_DATA_MIRROR", str(root))
+    # Were the mirror ignored, the stage would try this closed port and fail.
+    monkeypatch.setenv("IMGCLF_KAGGLE_URL", CLOSED_PORT)
+    return root
+
+
+# --- local folders and archives -----------------------------------------------------------
+
+
+def test_local_folder_is_copied_not_moved(tmp_path: Path, kit, clean_env: Path) -> None:
+    src = kit.write_tree(tmp_path / "src", FILES_A)
+    (src / "cats/.DS_Store").write_bytes(b"finder")
+    kit.write_tree(src / ".cache", {"x/y.jpg": b"hidden class"})
+    (src / "dogs/d1.jpg").chmod(0o444)
+    fetch("../src")  # relative to the working folder
+    out = clean_env / "data/raw"
+    assert kit.read_tree(out) == FILES_A
+    assert kit.read_tree(src)["cats/a1.jpg"] == b"cat one"  # the source is untouched
+    assert (out / "dogs/d1.jpg").stat().st_mode & stat.S_IWUSR  # copies are plain files
+    assert leftovers(clean_env / "data") == []
+
+
+def test_missing_local_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="nowhere/data does not exist"):
+        fetch(str(tmp_path / "nowhere/data"))
+
+
+def test_folder_without_class_folders(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.jpg").write_bytes(b"x")
+    with pytest.raises(UserError, match=f"{flat}: no class sub-folders"):
+        fetch(str(flat))
+    assert not Path("data/raw").exists()
+
+
+def test_file_url_zip_with_one_top_folder(tmp_path: Path, kit, clean_env: Path) -> None:
+    archive = kit.make_zip(tmp_path / "animals.zip", FILES_A, prefix="Animals/")
+    with zipfile.ZipFile(archive, "a") as zf:  # what macOS adds to zips
+        zf.writestr("__MACOSX/Animals/._x", b"meta")
+    fetch(archive.as_uri())
+    assert kit.read_tree(clean_env / "data/raw") == FILES_A
+    assert leftovers(clean_env / "data") == []
+
+
+def test_file_url_tar_gz_nested_twice(tmp_path: Path, kit, clean_env: Path) -> None:
+    archive = kit.make_tar(tmp_path / "d.tar.gz", FILES_A, prefix="./dataset/v1/")
+    fetch(archive.as_uri(), out="raw")
+    assert kit.read_tree(clean_env / "raw") == FILES_A
+
+
+def test_local_archive_path(tmp_path: Path, kit, clean_env: Path) -> None:
+    archive = kit.make_tar(tmp_path / "d.tar.xz", FILES_A, mode="w:xz")
+    fetch(str(archive))
+    assert kit.read_tree(clean_env / "data/raw") == FILES_A
+
+
+def test_unsafe_archive_writes_nothing(tmp_path: Path, kit, clean_env: Path) -> None:
+    archive = kit.make_zip(tmp_path / "evil.zip", {**FILES_A, "../evil": b"pwned"})
+    with pytest.raises(UserError, match=r"'\.\./evil' has a '\.\.' component"):
+        fetch(archive.as_uri())
+    assert not (clean_env / "data/raw").exists()
+    assert not (clean_env / "data/evil").exists() and not (clean_env / "evil").exists()
+    assert leftovers(clean_env / "data") == []
+
+
+# --- atomic replacement -------------------------------------------------------------------
+
+
+def test_output_is_replaced_whole_and_kept_on_failure(tmp_path: Path, kit,
+                                                      clean_env: Path) -> None:
+    kit.write_tree(tmp_path / "a", FILES_A)
+    files_b = {"birds/b.jpg": b"bird", "snakes/s.jpg": b"snake"}
+    archive_b = kit.make_zip(tmp_path / "b.zip", files_b, prefix="B/")
+    out = clean_env / "data/raw"
+    fetch(str(tmp_path / "a"))
+    fetch(archive_b.as_uri())
+    assert kit.read_tree(out) == files_b  # nothing of the first dataset is left
+    with pytest.raises(UserError):
+        fetch(str(tmp_path / "missing"))
+    with pytest.raises(UserError):
+        fetch(f"{CLOSED_PORT}/x.zip")
+    assert kit.read_tree(out) == files_b
+    assert leftovers(clean_env / "data") == []
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def test_http_archive(server, kit, clean_env: Path) -> None:
+    server.routes["/files/d"] = (200, zip_bytes(FILES_A, prefix="top/"), {})
+    fetch(f"{server.base}/files/d")
+    assert kit.read_tree(clean_env / "data/raw") == FILES_A
+    _, headers = server.requests[0]
+    assert headers["User-Agent"].startswith("imgclf/") and "Authorization" not in headers
+
+
+def test_http_404(server, clean_env: Path) -> None:
+    with pytest.raises(UserError, match=r"/nothing\.zip not found \(HTTP 404"):
+        fetch(f"{server.base}/nothing.zip")
+    assert not (clean_env / "data/raw").exists()
+    assert leftovers(clean_env / "data") == []
+
+
+def test_http_cut_off(server) -> None:
+    server.routes["/d.zip"] = (200, b"PK\x03\x04abc", {"Content-Length": "5000"})
+    with pytest.raises(UserError, match="was cut off"):
+        fetch(f"{server.base}/d.zip")
+
+
+def test_http_page_instead_of_archive(server) -> None:
+    server.routes["/d.zip"] = (200, b"<!DOCTYPE html><html>sign in</html>", {})
+    with pytest.raises(UserError, match="HTML page"):
+        fetch(f"{server.base}/d.zip")
+
+
+def test_unreachable_url(clean_env: Path) -> None:
+    with pytest.raises(UserError, match=r"cannot reach 127\.0\.0\.1:1 \(.+\); download the"):
+        fetch(f"{CLOSED_PORT}/x.zip")
+    assert not (clean_env / "data/raw").exists()
+
+
+def test_unreachable_kaggle_for_known_dataset_suggests_the_mirror(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGCLF_KAGGLE_URL", CLOSED_PORT)
+    with pytest.raises(UserError, match=r"cannot reach 127\.0\.0\.1:1 \(.+\); set "
+                                        "IMGCLF_DATA_MIRROR to a local copy"):
+        fetch(DEFAULT_SOURCE)
+
+
+# --- Kaggle -------------------------------------------------------------------------------
+
+
+def test_kaggle_403_without_credentials(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGCLF_KAGGLE_URL", f"{server.base}/api/")
+    server.routes["/api/owner/name"] = (403, b"forbidden", {})
+    with pytest.raises(UserError, match="set KAGGLE_USERNAME and KAGGLE_KEY"):
+        fetch("kaggle:owner/name")
+    assert [p for p, _ in server.requests] == ["/api/owner/name"]
+    assert "Authorization" not in server.requests[0][1]
+
+
+def test_kaggle_credentials_sent_but_never_printed(server, clean_env: Path, capsys,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGCLF_KAGGLE_URL", f"{server.base}/api")
+    (clean_env / ".env").write_text("# kaggle\nKAGGLE_USERNAME=alice\nKAGGLE_KEY='t0p-s3cret'\n")
+    monkeypatch.setenv("KAGGLE_USERNAME", "bob")  # the environment wins over .env
+    server.routes["/api/owner/name"] = (401, b"unauthorized", {})
+    with pytest.raises(UserError, match="refused the credentials") as info:
+        fetch("kaggle:owner/name")
+    auth = server.requests[0][1]["Authorization"]
+    assert base64.b64decode(auth.removeprefix("Basic ")) == b"bob:t0p-s3cret"
+    captured = capsys.readouterr()
+    assert "t0p-s3cret" not in str(info.value) + captured.out + captured.err
+
+
+def test_kaggle_half_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", "bob")
+    with pytest.raises(UserError, match="KAGGLE_KEY is not set"):
+        fetch("kaggle:owner/name")
+
+
+def test_known_kaggle_dataset_over_http_is_verified(server, kit, pinned, clean_env: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    files, registry = pinned
+    monkeypatch.setenv("IMGCLF_KAGGLE_URL", f"{server.base}/api")
+    monkeypatch.setenv("KAGGLE_USERNAME", "bob")
+    monkeypatch.setenv("KAGGLE_KEY", "k")
+    body = zip_bytes({**files, "cats/not-pinned.jpg": b"x"}, prefix="Animals/")
+    # Kaggle answers with a redirect to signed storage, which must not get the key.
+    server.routes["/api/Owner/Name"] = (302, b"", {"Location": "/storage/blob"})
+    server.routes["/storage/blob"] = (200, body, {})
+    fetch("kaggle:Owner/Name", known=registry("kaggle:owner/name"))
+    assert kit.read_tree(clean_env / "data/raw") == files  # the unpinned file is left out
+    (_, first), (_, second) = server.requests
+    assert "Authorization" in first and "Authorization" not in second
+
+
+def test_known_dataset_from_network_must_match(server, kit, pinned,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    files, registry = pinned
+    monkeypatch.setenv("IMGCLF_KAGGLE_URL", server.base)
+    server.routes["/o/n"] = (200, zip_bytes({**files, "dogs/dogs_001.jpg": b"other"}), {})
+    with pytest.raises(UserError, match=r"1 file.+differ.+dogs/dogs_001\.jpg.+upstream"):
+        fetch("kaggle:o/n", known=registry("kaggle:o/n"))
+    assert not Path("data/raw").exists()
+
+
+# --- the mirror ---------------------------------------------------------------------------
+
+
+def test_mirror_is_used_and_verified(mirror: Path, pinned, kit, clean_env: Path) -> None:
+    files, registry = pinned
+    fetch(DEFAULT_SOURCE, known=registry())
+    assert kit.read_tree(clean_env / "data/raw") == files  # no SHA256SUMS, SOURCE.md, extras
+    assert kit.read_tree(mirror)["cats/not-pinned.jpg"] == b"extra"
+
+
+def test_mirror_mismatch_names_files_and_keeps_output(mirror: Path, pinned, kit,
+                                                      clean_env: Path) -> None:
+    files, registry = pinned
+    fetch(DEFAULT_SOURCE, known=registry())
+    (mirror / "cats/cats_001.jpg").write_bytes(b"tampered")
+    (mirror / "snakes/snakes_000.jpg").unlink()
+    with pytest.raises(UserError) as info:
+        fetch(DEFAULT_SOURCE, known=registry())
+    message = str(info.value)
+    assert "1 file(s) differ from the pinned checksum: cats/cats_001.jpg" in message
+    assert "1 file(s) are missing: snakes/snakes_000.jpg" in message
+    assert "IMGCLF_DATA_MIRROR" in message
+    assert kit.read_tree(clean_env / "data/raw") == files
+    assert leftovers(clean_env / "data") == []
+
+
+def test_mirror_that_is_not_a_folder(tmp_path: Path, pinned,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _, registry = pinned
+    monkeypatch.setenv("IMGCLF_DATA_MIRROR", str(tmp_path / "no-such-dir"))
+    with pytest.raises(UserError, match=r"IMGCLF_DATA_MIRROR=.*no-such-dir: not a folder"):
+        fetch(DEFAULT_SOURCE, known=registry())
+
+
+def test_mirror_is_ignored_for_other_sources(tmp_path: Path, kit, clean_env: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGCLF_DATA_MIRROR", str(tmp_path / "no-such-dir"))
+    kit.write_tree(tmp_path / "mine", FILES_A)
+    fetch(str(tmp_path / "mine"))
+    assert kit.read_tree(clean_env / "data/raw") == FILES_A
+
+
+def test_default_registry_pins_the_animals_manifest(mirror: Path) -> None:
+    assert DEFAULT_SOURCE in download.KNOWN_DATASETS
+    # The fake mirror holds none of the 3,000 pinned files, so all are reported missing.
+    with pytest.raises(UserError, match=r"3000 file\(s\) are missing: cats/0_0001\.jpg.+"
+                                        "and 2995 more"):
+        fetch(DEFAULT_SOURCE)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_MIRROR, reason="IMGCLF_DATA_MIRROR is not set")
+def test_real_mirror(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    monkeypatch.setenv("IMGCLF_DATA_MIRROR", str(REAL_MIRROR))
+    start = time.monotonic()
+    fetch(DEFAULT_SOURCE)
+    out = clean_env / "data/raw"
+    counts = {d.name: len(list(d.iterdir())) for d in out.iterdir()}
+    assert counts == {"cats": 1000, "dogs": 1000, "snakes": 1000}
+    assert time.monotonic() - start < 60

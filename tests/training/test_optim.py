@@ -1,0 +1,54 @@
+"""The loss and the label form must always match.
+
+Pairing a one-hot loss with integer labels once trained silently at chance level;
+these tests feed the labels the dataset really produces into the loss really used.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from imgclf.data.shards import read_meta
+from imgclf.params import TrainParams
+from imgclf.training.dataset import make_dataset
+from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
+
+LOSSES = ["sparse_categorical_crossentropy", "categorical_crossentropy"]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_loss_matches_the_dataset_labels(tiny_prepared: Path, loss: str) -> None:
+    train = TrainParams(loss=loss)
+    meta = read_meta(tiny_prepared)
+    ds = make_dataset(tiny_prepared, meta, "train", 16, one_hot=uses_one_hot(train))
+    _, y = next(iter(ds))
+    index = y.numpy().argmax(1) if uses_one_hot(train) else y.numpy()
+    n = len(index)
+    perfect = np.full((n, 3), 1e-6, np.float32)
+    perfect[np.arange(n), index] = 1 - 2e-6
+    uniform = np.full((n, 3), 1 / 3, np.float32)
+    fn = make_loss(train)
+    assert float(fn(y, perfect)) < 1e-4
+    assert float(fn(y, uniform)) == pytest.approx(np.log(3), rel=1e-4)
+    acc = make_accuracy(train)
+    acc.update_state(y, perfect)
+    assert float(acc.result()) == 1.0
+
+
+def test_label_smoothing_is_applied() -> None:
+    train = TrainParams(loss="categorical_crossentropy", label_smoothing=0.3)
+    y = np.eye(3, dtype=np.float32)
+    # Smoothing makes a perfectly confident prediction cost something.
+    assert float(make_loss(train)(y, np.eye(3, dtype=np.float32) * 0.999 + 0.0005)) > 0.5
+
+
+@pytest.mark.parametrize("name,cls", [("adam", keras.optimizers.Adam),
+                                      ("adamw", keras.optimizers.AdamW),
+                                      ("sgd", keras.optimizers.SGD),
+                                      ("rmsprop", keras.optimizers.RMSprop)])
+def test_optimizers(name: str, cls: type) -> None:
+    opt = make_optimizer(TrainParams(optimizer=name, learning_rate=0.02))
+    assert isinstance(opt, cls)
+    assert float(opt.learning_rate) == pytest.approx(0.02)

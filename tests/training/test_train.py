@@ -1,0 +1,43 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from imgclf.data.shards import read_meta
+from imgclf.evaluation.evaluate import predict_split
+from imgclf.models.saving import load_model
+from imgclf.params import ModelParams, TrainParams
+from imgclf.training import train
+
+
+def _val_accuracy(model_path: Path, prepared: Path) -> float:
+    model, _ = load_model(model_path)
+    y, probs = predict_split(model, prepared, read_meta(prepared), "val", 32)
+    return float((probs.argmax(1) == y).mean())
+
+
+def test_train_writes_model_and_learning_curves(tiny_model: Path, tiny_prepared: Path) -> None:
+    live = tiny_model.parent / "live"
+    metrics = json.loads((live / "metrics.json").read_text())
+    assert {"train", "val"} <= metrics.keys()
+    assert {"loss", "accuracy"} <= metrics["val"].keys()
+    rows = (live / "plots/metrics/val/loss.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["step", "loss"]
+    assert len(rows) >= 3  # header + one row per epoch (early stopping may cut it short)
+    _model, info = load_model(tiny_model)
+    assert info.class_names == read_meta(tiny_prepared).class_names
+    assert info.image_size == 16
+    assert _val_accuracy(tiny_model, tiny_prepared) > 0.8  # chance is 1/3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss,optimizer", [("categorical_crossentropy", "sgd"),
+                                            ("sparse_categorical_crossentropy", "rmsprop")])
+def test_every_loss_and_optimizer_learns(tiny_prepared: Path, tmp_path: Path, loss: str,
+                                         optimizer: str) -> None:
+    params = TrainParams(loss=loss, optimizer=optimizer, epochs=4, batch_size=8,
+                         learning_rate=0.003 if optimizer != "sgd" else 0.03,
+                         label_smoothing=0.1 if loss == "categorical_crossentropy" else 0.0)
+    train.run(ModelParams(arch="small"), params, tiny_prepared, tmp_path / "m.keras",
+              tmp_path / "live")
+    assert _val_accuracy(tmp_path / "m.keras", tiny_prepared) > 0.8

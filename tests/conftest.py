@@ -35,7 +35,7 @@ def write_image_folder(root: Path, classes: list[str], per_class: int, size: int
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def image_folder() -> Callable[..., Path]:
     """The ``write_image_folder`` builder, for tests that need their own set."""
     return write_image_folder

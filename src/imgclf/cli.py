@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from imgclf import __version__
 from imgclf.errors import UserError
+from imgclf.params import load_params
 
 DESCRIPTION = """\
 A DVC-versioned image-classification pipeline. The stages run in this order
@@ -27,35 +28,36 @@ Every choice lives in params.yaml; see README.md.
 """
 
 
-def _download(args: argparse.Namespace) -> None:
-    from imgclf.data import download
-    from imgclf.params import load_params
+# Each command validates params.yaml before importing its stage: a typo is reported
+# at once, without waiting for (or being buried under the logs of) TensorFlow's import.
 
-    download.run(load_params(args.params).data, args.out)
+
+def _download(args: argparse.Namespace) -> None:
+    data = load_params(args.params).data
+    from imgclf.data import download
+
+    download.run(data, args.out)
 
 
 def _split(args: argparse.Namespace) -> None:
-    from imgclf.data import split
-    from imgclf.params import load_params
-
     params = load_params(args.params)
+    from imgclf.data import split
+
     split.run(params.data, params.split, args.raw, args.out)
 
 
 def _train(args: argparse.Namespace) -> None:
-    from imgclf.params import load_params
+    params = load_params(args.params)
     from imgclf.training import train
 
-    params = load_params(args.params)
     train.run(params.model, params.train, args.data, args.model, args.live)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
     from imgclf.evaluation import evaluate
-    from imgclf.params import load_params
 
-    evaluate.run(load_params(args.params).evaluate, args.data, args.model, args.metrics,
-                 args.plots)
+    evaluate.run(params.evaluate, args.data, args.model, args.metrics, args.plots)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -182,7 +182,10 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if not ok:
         raise ParamsError(f"{key}: expected {_describe(tp)}, got {value!r}")
     if tp is float:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
         if not math.isfinite(value):
             raise ParamsError(f"{key}: expected a finite number, got {value!r}")
     return value
@@ -215,7 +218,7 @@ def _check_layers(layers: list[dict[str, Any]]) -> None:
     for i, layer in enumerate(layers):
         key = f"model.layers[{i}]"
         kind = layer.get("type")
-        _require(kind in LAYER_SCHEMA,
+        _require(isinstance(kind, str) and kind in LAYER_SCHEMA,
                  f"{key}.type: {kind!r} is not valid; choose one of {', '.join(LAYER_SCHEMA)}")
         schema = LAYER_SCHEMA[kind]
         for name, value in layer.items():

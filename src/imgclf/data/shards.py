@@ -50,7 +50,9 @@ def read_meta(folder: str | os.PathLike[str]) -> ShardsMeta:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: not found; run the split stage first (dvc repro split)") from None
-    if raw.get("format") != FORMAT:
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: not valid JSON; rerun the split stage") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise UserError(f"{path}: not a {FORMAT} folder; rerun the split stage")
     return ShardsMeta(image_size=raw["image_size"], class_names=raw["class_names"],
                       splits=raw["splits"], counts=raw["counts"])
@@ -58,7 +60,8 @@ def read_meta(folder: str | os.PathLike[str]) -> ShardsMeta:
 
 def encode_record(label: int, pixels: np.ndarray) -> bytes:
     """One record: int32 label then the ``(size, size, 3)`` uint8 pixels."""
-    return np.int32(label).astype("<i4").tobytes() + np.ascontiguousarray(pixels, np.uint8).tobytes()
+    pixel_bytes = np.ascontiguousarray(pixels, np.uint8).tobytes()
+    return np.int32(label).astype("<i4").tobytes() + pixel_bytes
 
 
 class ShardWriter:

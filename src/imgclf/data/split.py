@@ -52,6 +52,8 @@ def scan(raw: Path) -> Scan:
         rel = entry.name
         if rel.startswith("."):
             skipped.append({"path": rel, "reason": "hidden"})
+        elif entry.is_symlink() and not entry.resolve().is_relative_to(root):
+            skipped.append({"path": rel, "reason": "link to outside the dataset"})
         elif not entry.is_dir():
             skipped.append({"path": rel, "reason": "not inside a class folder"})
         else:
@@ -93,7 +95,9 @@ def _decoded(paths: list[str], size: int) -> object:
     if len(jobs) < PARALLEL_MIN_FILES:
         yield from map(_decode, jobs)
         return
-    workers = len(os.sched_getaffinity(0))
+    # sched_getaffinity (the cores this process may use) is missing on macOS and Windows.
+    affinity = getattr(os, "sched_getaffinity", None)
+    workers = len(affinity(0)) if affinity else os.cpu_count() or 1
     # spawn, not fork: the parent may hold TensorFlow's threads (tests, notebooks).
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap(_decode, jobs, chunksize=16)

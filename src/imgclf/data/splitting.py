@@ -116,9 +116,14 @@ def stratified_group_split(labels: np.ndarray, groups: np.ndarray, fractions: Se
         targets = target_counts(len(members), fractions)
         filled = [0, 0, 0]
         # Deal test first, then val, then train, so small classes still get held-out items.
+        # A group goes to the first split it fits in; one that fits nowhere goes to the
+        # split short of the most items, so no split overshoots by a whole group.
         order = [2, 1, 0]
         for g in rng.permutation(len(starts)):
-            s = next((s for s in order if filled[s] < targets[s]), 0)
-            split[members[starts[g]:starts[g] + sizes[g]]] = s
-            filled[s] += int(sizes[g])
+            size = int(sizes[g])
+            s = next((s for s in order if filled[s] + size <= targets[s]), None)
+            if s is None:
+                s = max(order, key=lambda s: targets[s] - filled[s])
+            split[members[starts[g]:starts[g] + size]] = s
+            filled[s] += size
     return split

@@ -43,6 +43,9 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size)
+    # The record count is known from meta.json; telling tf.data lets Keras size its
+    # progress bar and not warn that the input "ran out of data" at each epoch's end.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-meta.counts[split] // batch_size)))
 
     def finish(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         images = tf.cast(images, tf.float32)

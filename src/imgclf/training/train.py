@@ -41,7 +41,9 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
           f"{len(meta.class_names)} classes")
     # A progress bar per epoch on a terminal; one line per epoch in logs (dvc, CI).
     verbose = 1 if sys.stdout.isatty() else 2
+    # shuffle=False: the dataset shuffles itself (seeded); Keras cannot shuffle a tf.data input.
     model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, callbacks=callbacks,
+              shuffle=False,
               verbose=verbose)
     live.end()
     save_model(model, model_path, ModelInfo(meta.class_names, meta.image_size))

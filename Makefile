@@ -1,0 +1,36 @@
+# make repro: run the whole pipeline.  make test: run the test suite.
+# Both create the virtual environment in .venv first if it is missing or stale.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Stage commands in dvc.yaml call `imgclf` and `dvc` from the venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup repro test lint clean-venv help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: $(STAMP)  ## create .venv and install the project with its dev tools
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgclf needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+repro: setup  ## run the pipeline: download -> split -> train -> evaluate
+	$(BIN)/dvc repro
+
+test: setup  ## run the test suite (set IMGCLF_DATA_MIRROR to include the real-photo test)
+	$(BIN)/python -m pytest
+
+lint: setup  ## ruff
+	$(BIN)/ruff check .
+
+clean-venv:  ## remove .venv
+	rm -rf $(VENV)

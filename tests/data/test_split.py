@@ -1,0 +1,358 @@
+"""Tests of the split stage end to end (imgclf.data.split.run) on generated raw folders."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgclf.data.split as split_stage
+from imgclf.data.images import load_image
+from imgclf.data.shards import read_meta, read_split
+from imgclf.data.splitting import SPLITS, target_counts
+from imgclf.errors import UserError
+from imgclf.params import DataParams, SplitParams
+
+SIZE = 16
+DATA = DataParams(image_size=SIZE)
+SPLIT = SplitParams(train=0.7, val=0.15, test=0.15, seed=3)
+CLASSES = ("cat", "dog", "fox")
+
+
+def noise_png(seed: int, size: int = 20) -> bytes:
+    """A random-noise PNG: distinct seeds give images far apart in dHash."""
+    a = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def smooth_image(seed: int) -> Image.Image:
+    a = np.random.default_rng(seed).integers(0, 256, (5, 5, 3), dtype=np.uint8)
+    return Image.fromarray(a).resize((64, 64), Image.Resampling.BICUBIC)
+
+
+def make_classes(raw: Path, per_class: dict[str, int], seed: int = 0) -> dict[str, list[str]]:
+    """Write distinct noise images; return class -> relative paths."""
+    out: dict[str, list[str]] = {}
+    for c, (name, n) in enumerate(per_class.items()):
+        folder = raw / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (folder / f"{name}_{i:02d}.png").write_bytes(noise_png(seed * 10_000 + c * 1000 + i))
+        out[name] = [f"{name}/{name}_{i:02d}.png" for i in range(n)]
+    return out
+
+
+def read_manifest(out: Path) -> list[dict[str, str]]:
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def read_report(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def check_shards_match_files(raw: Path, out: Path) -> None:
+    """Every split's records are, in manifest order, the decoded files with their labels."""
+    meta = read_meta(out)
+    rows = read_manifest(out)
+    for name in SPLITS:
+        split_rows = [r for r in rows if r["split"] == name]
+        pixels, labels = read_split(out, name)
+        assert len(pixels) == len(split_rows) == meta.counts[name]
+        for r, p, label in zip(split_rows, pixels, labels, strict=True):
+            assert meta.class_names[label] == r["label"]
+            assert np.array_equal(p, load_image(raw / r["path"], SIZE)), r["path"]
+
+
+@pytest.fixture
+def messy_raw(tmp_path: Path) -> Path:
+    """Three classes of distinct images plus every kind of file the stage must handle."""
+    raw = tmp_path / "raw"
+    make_classes(raw, {"cat": 10, "dog": 9, "fox": 11})
+    # A byte-identical copy in the same class.
+    (raw / "cat" / "copy_of_00.png").write_bytes((raw / "cat" / "cat_00.png").read_bytes())
+    # A re-encoded (near-duplicate) pair in the same class.
+    im = smooth_image(5)
+    im.save(raw / "dog" / "photo.png")
+    im.save(raw / "dog" / "photo_small.jpg", quality=70)
+    # The same image filed under two classes.
+    shared = noise_png(999)
+    (raw / "cat" / "shared.png").write_bytes(shared)
+    (raw / "fox" / "shared.png").write_bytes(shared)
+    # Unusable files.
+    (raw / "cat" / "empty.jpg").write_bytes(b"")
+    (raw / "dog" / "page.jpg").write_text("<html><body>Not found</body></html>")
+    (raw / "fox" / ".hidden.png").write_bytes(noise_png(1234))
+    (raw / "README.txt").write_text("not in a class")
+    (raw / "empty_class").mkdir()
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(noise_png(4321))
+    (raw / "fox" / "link.png").symlink_to(outside)
+    return raw
+
+
+@pytest.fixture
+def messy_out(messy_raw: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "prepared"
+    split_stage.run(DATA, SPLIT, messy_raw, out)
+    return out
+
+
+def test_meta_names_the_classes_with_images(messy_out: Path) -> None:
+    meta = read_meta(messy_out)
+    assert meta.class_names == ["cat", "dog", "fox"]
+    assert meta.image_size == SIZE
+    meta_json = json.loads((messy_out / "meta.json").read_text(encoding="utf-8"))
+    assert "empty_class" not in meta_json["class_names"]
+
+
+def test_manifest_rows(messy_raw: Path, messy_out: Path) -> None:
+    rows = read_manifest(messy_out)
+    assert list(rows[0]) == ["path", "label", "split", "sha256"]
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths))
+    expected = {f"cat/cat_{i:02d}.png" for i in range(10)} | {"cat/copy_of_00.png"}
+    expected |= {f"dog/dog_{i:02d}.png" for i in range(9)} | {"dog/photo.png",
+                                                               "dog/photo_small.jpg"}
+    expected |= {f"fox/fox_{i:02d}.png" for i in range(11)}
+    assert set(paths) == expected
+    for r in rows:
+        assert r["label"] == r["path"].split("/")[0]
+        assert r["split"] in SPLITS
+        assert r["sha256"] == hashlib.sha256((messy_raw / r["path"]).read_bytes()).hexdigest()
+
+
+def test_counts_per_class_and_split(messy_out: Path) -> None:
+    rows = read_manifest(messy_out)
+    meta = read_meta(messy_out)
+    per = Counter((r["label"], r["split"]) for r in rows)
+    assert meta.counts == {s: sum(per[(c, s)] for c in CLASSES) for s in SPLITS}
+    sizes = {"cat": 11, "dog": 11, "fox": 11}
+    for c, n in sizes.items():
+        targets = target_counts(n, (SPLIT.train, SPLIT.val, SPLIT.test))
+        for s, target in zip(SPLITS, targets, strict=True):
+            assert per[(c, s)] >= 1
+            assert abs(per[(c, s)] - target) <= 1, (c, s)  # groups here hold at most 2
+    report = read_report(messy_out)
+    assert report["images"] == len(rows) == 33
+    assert report["counts"] == {s: {c: per[(c, s)] for c in CLASSES} for s in SPLITS}
+
+
+def test_duplicates_land_in_the_same_split(messy_out: Path) -> None:
+    split_of = {r["path"]: r["split"] for r in read_manifest(messy_out)}
+    assert split_of["cat/copy_of_00.png"] == split_of["cat/cat_00.png"]
+    assert split_of["dog/photo.png"] == split_of["dog/photo_small.jpg"]
+
+
+def test_report_duplicate_groups(messy_out: Path) -> None:
+    groups = sorted(sorted(g) for g in read_report(messy_out)["duplicate_groups"])
+    assert ["cat/cat_00.png", "cat/copy_of_00.png"] in groups
+    assert ["dog/photo.png", "dog/photo_small.jpg"] in groups
+    assert ["cat/shared.png", "fox/shared.png"] in groups
+    assert len(groups) == 3
+
+
+def test_report_skipped_reasons(messy_out: Path) -> None:
+    report = read_report(messy_out)
+    reasons = {s["path"]: s["reason"] for s in report["skipped"]}
+    assert reasons["cat/shared.png"] == "the same image is in another class"
+    assert reasons["fox/shared.png"] == "the same image is in another class"
+    assert reasons["cat/empty.jpg"] == "empty file"
+    assert reasons["dog/page.jpg"].startswith("not an image")
+    assert reasons["fox/.hidden.png"] == "hidden"
+    assert reasons["README.txt"] == "not inside a class folder"
+    assert reasons["empty_class"] == "empty class folder"
+    assert reasons["fox/link.png"] == "link to outside the dataset"
+    assert len(reasons) == len(report["skipped"]) == 8
+    assert sum(report["skipped_by_reason"].values()) == 8
+    assert report["skipped_by_reason"]["the same image is in another class"] == 2
+
+
+def test_shards_hold_the_decoded_files(messy_raw: Path, messy_out: Path) -> None:
+    check_shards_match_files(messy_raw, messy_out)
+
+
+def test_output_folder_holds_only_the_outputs(messy_out: Path) -> None:
+    names = {p.name for p in messy_out.iterdir()}
+    assert {"meta.json", "manifest.csv", "report.json"} <= names
+    assert names - {"meta.json", "manifest.csv", "report.json"} == {
+        n for names_ in read_meta(messy_out).splits.values() for n in names_}
+    assert not [p for p in messy_out.parent.iterdir() if p.name.startswith(".prepared")]
+
+
+def test_rerun_with_the_same_seed_is_byte_identical(messy_raw: Path, messy_out: Path,
+                                                    tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    split_stage.run(DATA, SPLIT, messy_raw, again)
+    assert tree(again) == tree(messy_out)
+    # Rerunning into the same folder replaces it with the same content.
+    before = tree(messy_out)
+    split_stage.run(DATA, SPLIT, messy_raw, messy_out)
+    assert tree(messy_out) == before
+
+
+def test_another_seed_gives_another_split(messy_raw: Path, messy_out: Path,
+                                          tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    split_stage.run(DATA, SplitParams(seed=SPLIT.seed + 1), messy_raw, other)
+    first = {r["path"]: r["split"] for r in read_manifest(messy_out)}
+    second = {r["path"]: r["split"] for r in read_manifest(other)}
+    assert first.keys() == second.keys()
+    assert first != second
+
+
+def test_one_usable_class_is_an_error(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_classes(raw, {"cat": 5})
+    (raw / "dog").mkdir()
+    (raw / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (raw / "empty").mkdir()
+    with pytest.raises(UserError) as info:
+        split_stage.run(DATA, SPLIT, raw, tmp_path / "out")
+    message = str(info.value)
+    assert "cat" in message
+    assert "2" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_class_folders_is_an_error(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "loose.png").write_bytes(noise_png(1))
+    with pytest.raises(UserError):
+        split_stage.run(DATA, SPLIT, raw, tmp_path / "out")
+
+
+def test_missing_raw_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="download"):
+        split_stage.run(DATA, SPLIT, tmp_path / "nope", tmp_path / "out")
+
+
+def test_too_small_class_names_it(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_classes(raw, {"cat": 6, "mouse": 2, "dog": 6})
+    with pytest.raises(UserError, match="'mouse'"):
+        split_stage.run(DATA, SPLIT, raw, tmp_path / "out")
+
+
+def test_failing_run_leaves_the_previous_output_untouched(messy_out: Path,
+                                                           tmp_path: Path) -> None:
+    before = tree(messy_out)
+    bad = tmp_path / "bad_raw"
+    make_classes(bad, {"only": 6}, seed=7)
+    with pytest.raises(UserError):
+        split_stage.run(DATA, SPLIT, bad, messy_out)
+    assert tree(messy_out) == before
+    leftovers = [p.name for p in messy_out.parent.iterdir() if p.name.startswith(".prepared")]
+    assert leftovers == []
+
+
+def test_class_with_only_conflicting_images_is_dropped(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_classes(raw, {"a": 5, "b": 5})
+    (raw / "c").mkdir()
+    for i in range(3):  # every image of c is also in a
+        data = noise_png(5000 + i)
+        (raw / "a" / f"dup{i}.png").write_bytes(data)
+        (raw / "c" / f"dup{i}.png").write_bytes(data)
+    out = tmp_path / "out"
+    split_stage.run(DATA, SPLIT, raw, out)
+    meta = read_meta(out)
+    assert meta.class_names == ["a", "b"]
+    rows = read_manifest(out)
+    assert {r["label"] for r in rows} == {"a", "b"}
+    assert len(rows) == 10
+    reasons = {s["path"]: s["reason"] for s in read_report(out)["skipped"]}
+    assert reasons["c"] == "class folder has no usable image"
+    # Labels are renumbered after the dropped class: shards still match the manifest.
+    check_shards_match_files(raw, out)
+
+
+def test_link_inside_the_dataset_is_followed(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_classes(raw, {"a": 4, "b": 4})
+    (raw / "b" / "alias.png").symlink_to(raw / "b" / "b_00.png")
+    out = tmp_path / "out"
+    split_stage.run(DATA, SPLIT, raw, out)
+    split_of = {r["path"]: r["split"] for r in read_manifest(out)}
+    assert split_of["b/alias.png"] == split_of["b/b_00.png"]
+
+
+def test_nested_folders_belong_to_their_class(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_classes(raw, {"a": 4, "b": 4})
+    (raw / "a" / "sub").mkdir()
+    (raw / "a" / "sub" / "deep.png").write_bytes(noise_png(777))
+    (raw / "a" / ".git").mkdir()
+    (raw / "a" / ".git" / "x.png").write_bytes(noise_png(778))
+    out = tmp_path / "out"
+    split_stage.run(DATA, SPLIT, raw, out)
+    labels = {r["path"]: r["label"] for r in read_manifest(out)}
+    assert labels["a/sub/deep.png"] == "a"
+    assert "a/.git/x.png" not in labels
+    assert read_meta(out).class_names == ["a", "b"]
+
+
+def test_parallel_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At PARALLEL_MIN_FILES files or more the stage decodes in worker processes."""
+    raw = tmp_path / "raw"
+    per_class = {"a": 24, "b": 24, "c": 22}
+    make_classes(raw, per_class, seed=3)
+    (raw / "c" / "broken.jpg").write_bytes(b"garbage")
+    n_files = sum(per_class.values()) + 1
+    assert n_files >= split_stage.PARALLEL_MIN_FILES
+    out = tmp_path / "parallel"
+    split_stage.run(DATA, SPLIT, raw, out)
+
+    rows = read_manifest(out)
+    assert len(rows) == 70
+    assert Counter(r["label"] for r in rows) == per_class
+    assert sum(read_meta(out).counts.values()) == 70
+    reasons = {s["path"]: s["reason"] for s in read_report(out)["skipped"]}
+    assert reasons["c/broken.jpg"].startswith("not an image")
+    check_shards_match_files(raw, out)
+
+    # The same result as decoding in this process.
+    monkeypatch.setattr(split_stage, "PARALLEL_MIN_FILES", 10**9)
+    serial = tmp_path / "serial"
+    split_stage.run(DATA, SPLIT, raw, serial)
+    assert tree(serial) == tree(out)
+
+
+def test_class_folder_linking_outside_the_dataset_is_skipped(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_classes(raw, {"a": 4, "b": 4})
+    elsewhere = tmp_path / "elsewhere"
+    make_classes(elsewhere, {"c": 4}, seed=9)
+    (raw / "c").symlink_to(elsewhere / "c", target_is_directory=True)
+    out = tmp_path / "out"
+    split_stage.run(DATA, SPLIT, raw, out)
+    assert read_meta(out).class_names == ["a", "b"]
+    assert all(not r["path"].startswith("c/") for r in read_manifest(out))
+    reasons = {s["path"]: s["reason"] for s in read_report(out)["skipped"]}
+    assert reasons["c"] == "link to outside the dataset"
+
+
+def test_parallel_path_without_sched_getaffinity(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS and Windows have no os.sched_getaffinity; the stage must still run."""
+    monkeypatch.delattr(split_stage.os, "sched_getaffinity", raising=False)
+    raw = tmp_path / "raw"
+    make_classes(raw, {"a": 33, "b": 33}, seed=4)
+    out = tmp_path / "out"
+    split_stage.run(DATA, SPLIT, raw, out)
+    assert len(read_manifest(out)) == 66

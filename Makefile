@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `imgclf` and `dvc` from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test lint clean-venv help
+.PHONY: setup repro test lint compare clean-venv help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,17 @@ repro: setup  ## run the pipeline: download -> split -> train -> evaluate
 
 test: setup  ## run the test suite (set IMGCLF_DATA_MIRROR to include the real-photo test)
 	$(BIN)/python -m pytest
+
+# make compare SWEEP='model.arch=small,medium,large' JOBS=1
+SWEEP ?= model.arch=small,medium,large
+JOBS  ?= 1
+compare: setup  ## queue $(SWEEP) as DVC experiments, run them, show them by test accuracy
+	$(BIN)/dvc exp run --queue -S '$(SWEEP)'
+	$(BIN)/dvc queue start --jobs $(JOBS)
+	@while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
+	$(BIN)/dvc queue status
+	$(BIN)/dvc exp show --sort-by metrics/eval.json:test.accuracy --sort-order desc \
+		--drop 'deps|outs|Created' --precision 4
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .

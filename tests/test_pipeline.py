@@ -7,6 +7,8 @@ and run on a tiny generated image set, exactly as a user would run them.
 from __future__ import annotations
 
 import json
+import re
+import time
 import os
 import shutil
 import subprocess
@@ -123,6 +125,28 @@ def test_exp_run_with_set_param_and_metrics_diff(project: Path) -> None:
     # The experiment's results are in the workspace: diff them against the last commit.
     diff = json.loads(sh(project, "dvc", "metrics", "diff", "--json"))
     assert any(key.startswith("test.") for key in diff.get("metrics/eval.json", {}))
+
+
+def test_queued_experiments_run_and_show_side_by_side(project: Path) -> None:
+    # The documented comparison: a sweep queued as DVC experiments, run by queue workers.
+    sh(project, "git", "checkout", "--", "params.yaml")
+    sh(project, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.004")
+    sh(project, "dvc", "queue", "start", "--jobs", "1")
+    deadline = time.monotonic() + 300
+    while re.search(r"Queued|Running", sh(project, "dvc", "queue", "status")):
+        assert time.monotonic() < deadline, sh(project, "dvc", "queue", "status")
+        time.sleep(2)
+    rates = {}
+    for entry in json.loads(sh(project, "dvc", "exp", "show", "--json")):
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data") or {}
+                lr = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                lr = lr.get("train", {}).get("learning_rate")
+                test = data.get("metrics", {}).get("metrics/eval.json", {}).get("data", {})
+                if "test" in test:
+                    rates[lr] = test["test"]["accuracy"]
+    assert {0.002, 0.004} <= rates.keys(), rates
 
 
 def test_a_typo_in_set_param_stops_the_stage(project: Path) -> None:

@@ -9,19 +9,32 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `imgclf` and `dvc` from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test lint compare clean-venv help
+.PHONY: setup repro test lint compare clean-venv help lock container-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 setup: $(STAMP)  ## create .venv and install the project with its dev tools
 
-$(STAMP): pyproject.toml
+# The exact versions of requirements.lock (every dependency, dev tools included), then the
+# project itself without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgclf needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# After changing the dependencies in pyproject.toml: make lock (keeps the other pins);
+# to move every pin to the newest allowed release: make lock LOCK_FLAGS=--upgrade
+LOCK_FLAGS ?=
+lock: setup  ## re-pin requirements.lock from pyproject.toml (pip-compile)
+	CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --extra dev --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+		$(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
+
+container-check:  ## build the Docker image with podman and run the pipeline in it
+	scripts/container-check.sh
 
 repro: setup  ## run the pipeline: download -> split -> train -> evaluate
 	$(BIN)/dvc repro
@@ -33,7 +46,7 @@ test: setup  ## run the test suite (set IMGCLF_DATA_MIRROR to include the real-p
 SWEEP ?= model.arch=small,medium,large
 JOBS  ?= 1
 compare: setup  ## queue $(SWEEP) as DVC experiments, run them, show them by test accuracy
-	$(BIN)/dvc exp run --queue -S '$(SWEEP)'
+	$(BIN)/dvc exp run --queue -S '$(SWEEP)' -S 'wandb.group=compare-$(shell date +%Y%m%d-%H%M%S)'
 	$(BIN)/dvc queue start --jobs $(JOBS)
 	@while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
 	$(BIN)/dvc queue status

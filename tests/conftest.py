@@ -8,6 +8,7 @@ distinct (the split stage groups duplicates).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,12 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# W&B stays offline in tests and writes its run files, caches and staged artifacts
+# into one throw-away folder instead of the user's home.
+_wandb_tmp = tempfile.mkdtemp(prefix="imgclf-wandb-")
+os.environ.setdefault("WANDB_MODE", "offline")
+for _name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+    os.environ.setdefault(_name, _wandb_tmp)
 
 REPO = Path(__file__).resolve().parents[1]
 CLASS_COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]

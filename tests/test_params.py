@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from imgclf.errors import UserError
 from imgclf.params import (
@@ -17,6 +18,7 @@ from imgclf.params import (
     ParamsError,
     SplitParams,
     TrainParams,
+    WandbParams,
     load_params,
     params_from_dict,
     to_dict,
@@ -412,3 +414,54 @@ def test_integer_too_large_for_a_float(tmp_path: Path) -> None:
         load_params(path)
     assert "train.learning_rate" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# --- wandb ------------------------------------------------------------------------------
+
+
+def test_wandb_defaults_and_repo_values() -> None:
+    assert Params().wandb == WandbParams(enabled=True, project="imgclf", entity="",
+                                         log_model=True, log_manifest=True, misclassified=32)
+    assert load_params(REPO_PARAMS).wandb == WandbParams()
+
+
+def test_wandb_values_are_read() -> None:
+    p = params_from_dict({"wandb": {"enabled": False, "project": "pets", "entity": "my-team",
+                                    "log_model": False, "misclassified": 0}})
+    assert p.wandb == WandbParams(enabled=False, project="pets", entity="my-team",
+                                  log_model=False, misclassified=0)
+
+
+def test_wandb_unknown_key_lists_the_valid_ones() -> None:
+    message = error_of({"wandb": {"log_models": True}})
+    assert "wandb.log_models: unknown key" in message
+    assert "enabled, project, entity, group, log_model, log_manifest, misclassified" in message
+
+
+def test_the_api_key_is_never_a_param() -> None:
+    # The key belongs in the environment or .env: params.yaml is committed.
+    assert "wandb.api_key: unknown key" in error_of({"wandb": {"api_key": "x"}})
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ({"enabled": "yes"}, "wandb.enabled: expected true or false"),
+    ({"project": ""}, "wandb.project: must not be empty"),
+    ({"project": "a/b"}, "wandb.project: 'a/b' has characters W&B does not allow: '/'"),
+    ({"entity": "team:x"}, "wandb.entity"),
+    ({"misclassified": -1}, "wandb.misclassified: must be 0 or more"),
+    ({"misclassified": 2.5}, "wandb.misclassified: expected an integer"),
+])
+def test_wandb_bad_values(raw: dict[str, Any], expected: str) -> None:
+    assert expected in error_of({"wandb": raw})
+
+
+def test_wandb_section_must_be_a_mapping() -> None:
+    assert "wandb: expected a mapping" in error_of({"wandb": True})
+
+
+def test_wandb_is_no_dvc_dependency() -> None:
+    # W&B settings change no output, so editing them must rerun no stage.
+    dvc_yaml = yaml.safe_load((REPO_PARAMS.parent / "dvc.yaml").read_text(encoding="utf-8"))
+    for name, stage in dvc_yaml["stages"].items():
+        listed = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])]
+        assert not any(str(p).startswith("wandb") for p in listed), name

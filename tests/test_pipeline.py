@@ -7,12 +7,12 @@ and run on a tiny generated image set, exactly as a user would run them.
 from __future__ import annotations
 
 import json
-import re
-import time
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,7 +75,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[...
 
 def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
     out = sh(project, "dvc", "repro")
-    for stage in ("download", "split", "train", "evaluate"):
+    for stage in ("download", "pretrained", "split", "train", "evaluate"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((project / "metrics/eval.json").read_text())
     assert {"accuracy", "precision", "recall", "f1", "auroc", "loss"} <= metrics["test"].keys()
@@ -96,7 +96,8 @@ def test_evaluate_param_reruns_only_evaluate(project: Path) -> None:
     params["evaluate"]["batch_size"] = 7
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(project, "dvc", "repro")
-    ran = [s for s in ("download", "split", "train", "evaluate") if f"Running stage '{s}'" in out]
+    stages = ("download", "pretrained", "split", "train", "evaluate")
+    ran = [s for s in stages if f"Running stage '{s}'" in out]
     assert ran == ["evaluate"]
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "evaluate batch size")

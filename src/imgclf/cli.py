@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from imgclf import __version__
+from imgclf import __version__, report
 from imgclf.errors import UserError
 from imgclf.params import load_params
 
@@ -19,10 +19,15 @@ DESCRIPTION = """\
 A DVC-versioned image-classification pipeline. The stages run in this order
 (`dvc repro` runs them for you and skips those whose inputs did not change):
 
-  download  fetch the dataset named by data.source into data/raw
-  split     decode, de-duplicate and split data/raw into data/prepared
-  train     train the model chosen in params.yaml into models/model.keras
-  evaluate  score the model on the held-out splits into metrics/eval.json
+  download    fetch the dataset named by data.source into data/raw
+  pretrained  fetch the backbone's pinned ImageNet weights into data/pretrained
+  split       decode, de-duplicate and split data/raw into data/prepared
+  train       train the model chosen in params.yaml into models/model.keras
+  evaluate    score the model on the held-out splits into metrics/eval.json
+
+and, beside the pipeline:
+
+  report      compare params, metrics and plots with a git revision (--base main)
 
 Every choice lives in params.yaml; see README.md.
 """
@@ -39,6 +44,13 @@ def _download(args: argparse.Namespace) -> None:
     download.run(data, args.out)
 
 
+def _pretrained(args: argparse.Namespace) -> None:
+    model = load_params(args.params).model
+    from imgclf.models import pretrained
+
+    pretrained.run(model, args.out)
+
+
 def _split(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     from imgclf.data import split
@@ -46,18 +58,27 @@ def _split(args: argparse.Namespace) -> None:
     split.run(params.data, params.split, args.raw, args.out)
 
 
+# Train and evaluate are tracked in Weights & Biases when params.yaml's wandb section
+# allows it; the tracker never fails a stage (see imgclf.tracking.wandb_run).
+
+
 def _train(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    from imgclf.tracking.wandb_run import Tracker
     from imgclf.training import train
 
-    train.run(params.model, params.train, args.data, args.model, args.live)
+    with Tracker.start(params, "train") as tracker:
+        train.run(params.model, params.train, args.data, args.model, args.live, tracker,
+                  args.pretrained)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     from imgclf.evaluation import evaluate
+    from imgclf.tracking.wandb_run import Tracker
 
-    evaluate.run(params.evaluate, args.data, args.model, args.metrics, args.plots)
+    with Tracker.start(params, "evaluate") as tracker:
+        evaluate.run(params.evaluate, args.data, args.model, args.metrics, args.plots, tracker)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
             "files of a known dataset are verified against its pinned sha256 manifest.")
     p.add_argument("--out", default="data/raw", help="where the class folders are written")
 
+    p = add("pretrained", _pretrained, "fetch the pinned ImageNet weights of the backbone",
+            "Put the ImageNet weights that model.arch starts from (model.pretrained) into OUT, "
+            "verified against their pinned sha256: from Keras' cache $KERAS_HOME/models/ "
+            "(default ~/.keras/models/) if there, else from Keras' official URL. For a model "
+            "trained from scratch it writes a note instead.")
+    p.add_argument("--out", default="data/pretrained", help="where the weights file goes")
+
     p = add("split", _split, "decode, de-duplicate and split the images",
             "Decode every image of RAW (skipping and reporting unusable files), group "
             "byte-identical files, make a stratified train/val/test split from split.* and "
@@ -98,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/prepared", help="the split stage's output")
     p.add_argument("--model", default="models/model.keras", help="where the model is saved")
     p.add_argument("--live", default="metrics/train", help="the DVCLive folder")
+    p.add_argument("--pretrained", default="data/pretrained",
+                   help="the pretrained stage's output")
 
     p = add("evaluate", _evaluate, "score the model on the held-out splits",
             "Score the model on the splits of evaluate.splits and write the metrics (nested "
@@ -106,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models/model.keras", help="the model to score")
     p.add_argument("--metrics", default="metrics/eval.json", help="the metrics file")
     p.add_argument("--plots", default="metrics/plots", help="the folder of plot data")
+    report.add_parser(sub)
     return parser
 
 

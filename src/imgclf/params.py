@@ -25,7 +25,8 @@ from imgclf.errors import UserError
 
 DEFAULT_SOURCE = "kaggle:borhanitrash/animal-image-classification-dataset"
 
-Arch = Literal["small", "medium", "large", "custom"]
+Arch = Literal["small", "medium", "large", "custom", "mobilenet_v2"]
+LrSchedule = Literal["constant", "cosine"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Loss = Literal["sparse_categorical_crossentropy", "categorical_crossentropy"]
 
@@ -44,7 +45,12 @@ LAYER_SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "dense": {"units": (int, None), "activation": (str, "relu")},
     "dropout": {"rate": (float, None)},
 }
+# MobileNetV2 widths Keras can build, and those whose ImageNet weights are pinned.
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+PRETRAINED_ALPHAS = (0.35, 0.5)
 ACTIVATIONS = ("relu", "gelu", "swish", "elu", "tanh", "sigmoid", "linear")
+# Characters W&B does not accept in project and entity names.
+WANDB_NAME_FORBIDDEN = "/\\#?%:"
 
 
 class ParamsError(UserError):
@@ -68,7 +74,9 @@ class SplitParams:
 @dataclass(frozen=True)
 class ModelParams:
     arch: Arch = "medium"
-    dropout: float = 0.3  # dropout after each dense layer of small/medium/large
+    dropout: float = 0.3  # after each dense layer of small/medium/large; before mobilenet's head
+    alpha: float = 0.5  # mobilenet_v2 width multiplier
+    pretrained: bool = True  # mobilenet_v2 starts from ImageNet weights (the pretrained stage)
     layers: list[dict[str, Any]] = field(default_factory=list)  # only for arch: custom
 
 
@@ -78,6 +86,15 @@ class AugmentParams:
     rotation: float = 0.0  # max rotation, as a fraction of a full turn
     zoom: float = 0.0  # max zoom in or out, as a fraction
     contrast: float = 0.0  # max contrast change, as a fraction
+
+
+@dataclass(frozen=True)
+class FineTuneParams:
+    """A second phase for a pretrained backbone: unfreeze its top layers, lower the rate."""
+
+    epochs: int = 0  # 0 = train the new head only
+    learning_rate: float = 0.0001
+    layers: int = 0  # backbone layers unfrozen from the top; 0 = all
 
 
 @dataclass(frozen=True)
@@ -92,7 +109,12 @@ class TrainParams:
     epochs: int = 10
     early_stopping_patience: int = 3  # epochs without val_loss improvement; 0 turns it off
     seed: int = 42
+    lr_schedule: LrSchedule = "constant"  # cosine: decay to 0 over the epochs
+    deterministic: bool = True  # TensorFlow op determinism: same run, same weights (slower)
+    mixed_precision: bool = False  # float16 compute on a GPU; ignored on CPU
+    jit_compile: bool = False  # XLA-compile the training step
     augment: AugmentParams = field(default_factory=AugmentParams)
+    fine_tune: FineTuneParams = field(default_factory=FineTuneParams)
 
 
 @dataclass(frozen=True)
@@ -102,12 +124,30 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class WandbParams:
+    """Weights & Biases tracking of train and evaluate; it never changes an output.
+
+    The API key is not a param: it comes from ``WANDB_API_KEY`` in the environment or
+    in ``.env`` (see ``imgclf.tracking.wandb_run``); without one, runs are kept offline.
+    """
+
+    enabled: bool = True  # false: no W&B at all (so does the environment's WANDB_MODE=disabled)
+    project: str = "imgclf"  # the W&B project the runs go to
+    entity: str = ""  # W&B user or team; "" = the default entity of the API key
+    group: str = ""  # W&B group of the runs; "" = the DVC experiment's name (or git revision)
+    log_model: bool = True  # upload models/model.keras as a "model" artifact
+    log_manifest: bool = True  # upload data/prepared/manifest.csv as a "dataset" artifact
+    misclassified: int = 32  # most rows of the table of misclassified test images; 0 = none
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    wandb: WandbParams = field(default_factory=WandbParams)
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
@@ -268,6 +308,14 @@ def _check(p: Params) -> None:
                  f"model.layers: only used when model.arch is custom (it is {p.model.arch}); "
                  "remove it or set model.arch: custom")
     _check_layers(p.model.layers)
+    if p.model.arch == "mobilenet_v2":
+        alphas = PRETRAINED_ALPHAS if p.model.pretrained else MOBILENET_ALPHAS
+        _require(p.model.alpha in alphas,
+                 f"model.alpha: {p.model.alpha:g} is not valid for mobilenet_v2"
+                 f"{' with pretrained weights' if p.model.pretrained else ''}; choose one of "
+                 f"{', '.join(f'{a:g}' for a in alphas)}")
+        _require(p.data.image_size >= 32,
+                 f"data.image_size: mobilenet_v2 needs at least 32, got {p.data.image_size}")
 
     t = p.train
     _require(t.learning_rate > 0, f"train.learning_rate: must be above 0, got {t.learning_rate}")
@@ -282,6 +330,14 @@ def _check(p: Params) -> None:
     _require(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
     _require(t.early_stopping_patience >= 0,
              f"train.early_stopping_patience: must be 0 or more, got {t.early_stopping_patience}")
+    f = t.fine_tune
+    _require(f.epochs >= 0, f"train.fine_tune.epochs: must be 0 or more, got {f.epochs}")
+    _require(f.learning_rate > 0,
+             f"train.fine_tune.learning_rate: must be above 0, got {f.learning_rate}")
+    _require(f.layers >= 0, f"train.fine_tune.layers: must be 0 or more, got {f.layers}")
+    _require(f.epochs == 0 or (p.model.arch == "mobilenet_v2" and p.model.pretrained),
+             "train.fine_tune.epochs: only a pretrained backbone (model.arch: mobilenet_v2, "
+             "model.pretrained: true) can be fine-tuned; set it to 0")
     a = t.augment
     for name in ("rotation", "zoom", "contrast"):
         value = getattr(a, name)
@@ -295,3 +351,12 @@ def _check(p: Params) -> None:
     _require("test" in e.splits, "evaluate.splits: must include test")
     _require(len(set(e.splits)) == len(e.splits), "evaluate.splits: lists a split twice")
 
+    w = p.wandb
+    _require(w.project.strip() != "", "wandb.project: must not be empty; e.g. imgclf")
+    for name in ("project", "entity"):
+        value = getattr(w, name)
+        bad = sorted({c for c in value if c in WANDB_NAME_FORBIDDEN})
+        _require(not bad, f"wandb.{name}: {value!r} has characters W&B does not allow: "
+                 f"{' '.join(map(repr, bad))}")
+    _require(w.misclassified >= 0,
+             f"wandb.misclassified: must be 0 or more, got {w.misclassified}")

@@ -2,7 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from imgclf.models.architectures import CNN_SIZES, augmentation, build_model, layer_specs
+from imgclf.models.architectures import (
+    CNN_SIZES,
+    augmentation,
+    build_layer_list,
+    build_model,
+)
 from imgclf.params import Arch, AugmentParams, ModelParams, params_from_dict
 
 
@@ -12,7 +17,7 @@ def _count(model: keras.Model, cls: type) -> int:
 
 @pytest.mark.parametrize("arch,convs,denses", [("small", 2, 1), ("medium", 3, 2), ("large", 4, 2)])
 def test_named_cnns_have_the_original_shapes(arch: str, convs: int, denses: int) -> None:
-    model = build_model(layer_specs(ModelParams(arch=arch)), 32, 5)
+    model = build_model(ModelParams(arch=arch), 32, 5)
     assert _count(model, keras.layers.Conv2D) == convs
     assert _count(model, keras.layers.Dense) == denses + 1  # + the softmax head
     assert _count(model, keras.layers.Dropout) == denses
@@ -23,8 +28,13 @@ def test_named_cnns_have_the_original_shapes(arch: str, convs: int, denses: int)
 
 def test_every_arch_choice_is_buildable() -> None:
     # The params Literal and the builder must list the same architectures.
-    named = set(Arch.__args__) - {"custom"}
-    assert named == set(CNN_SIZES)
+    for arch in Arch.__args__:
+        alpha = {"alpha": 0.35} if arch == "mobilenet_v2" else {}
+        layers = [{"type": "conv", "filters": 2}] if arch == "custom" else []
+        model = build_model(ModelParams(arch=arch, layers=layers, pretrained=False, **alpha),
+                            32, 2)
+        assert model.output_shape == (None, 2), arch
+    assert set(CNN_SIZES) <= set(Arch.__args__)
 
 
 def test_custom_layers_from_params() -> None:
@@ -32,22 +42,35 @@ def test_custom_layers_from_params() -> None:
         {"type": "conv", "filters": 8}, {"type": "batch_norm"}, {"type": "max_pool"},
         {"type": "separable_conv", "filters": 16, "kernel": 5}, {"type": "dense", "units": 12},
         {"type": "dropout", "rate": 0.2}]}})
-    model = build_model(layer_specs(params.model), 16, 3)
+    model = build_model(params.model, 16, 3)
     assert _count(model, keras.layers.SeparableConv2D) == 1
     assert _count(model, keras.layers.Flatten) == 1  # inserted before the first dense layer
     assert model.output_shape == (None, 3)
 
 
 def test_conv_only_list_gets_global_pooling() -> None:
-    model = build_model([{"type": "conv", "filters": 4}], 16, 2)
+    model = build_layer_list([{"type": "conv", "filters": 4}], 16, 2)
     assert _count(model, keras.layers.GlobalAveragePooling2D) == 1
 
 
 def test_augmentation_only_in_training() -> None:
     aug = augmentation(AugmentParams(flip=True, rotation=0.1, zoom=0.1, contrast=0.2), seed=0)
     assert len(aug) == 4
-    model = build_model([{"type": "flatten"}], 8, 2, aug)
+    model = build_layer_list([{"type": "flatten"}], 8, 2, aug)
     x = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(model(x, training=False)),
                                   np.asarray(model(x, training=False)))
     assert augmentation(AugmentParams(flip=False), seed=0) == []
+
+
+def test_mobilenet_head_and_fine_tuning() -> None:
+    from imgclf.models.architectures import BACKBONE, unfreeze_top
+
+    model = build_model(ModelParams(arch="mobilenet_v2", alpha=0.35, pretrained=False), 32, 4)
+    assert model.output_shape == (None, 4)
+    base = model.get_layer(BACKBONE)
+    assert base.trainable  # from scratch: everything trains
+    n = unfreeze_top(model, 10)
+    trainable = [layer for layer in base.layers if layer.trainable]
+    assert len(trainable) == n and 0 < n <= 10
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)

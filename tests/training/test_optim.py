@@ -49,6 +49,14 @@ def test_label_smoothing_is_applied() -> None:
                                       ("sgd", keras.optimizers.SGD),
                                       ("rmsprop", keras.optimizers.RMSprop)])
 def test_optimizers(name: str, cls: type) -> None:
-    opt = make_optimizer(TrainParams(optimizer=name, learning_rate=0.02))
+    opt = make_optimizer(TrainParams(optimizer=name), 0.02, 100)
     assert isinstance(opt, cls)
     assert float(opt.learning_rate) == pytest.approx(0.02)
+
+
+def test_cosine_schedule_decays_to_zero() -> None:
+    opt = make_optimizer(TrainParams(lr_schedule="cosine"), 0.1, 100)
+    schedule = opt._learning_rate  # the schedule object; .learning_rate is its current value
+    assert float(schedule(0)) == pytest.approx(0.1)
+    assert float(schedule(50)) == pytest.approx(0.05, rel=1e-3)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-7)

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,28 @@ def test_every_loss_and_optimizer_learns(tiny_prepared: Path, tmp_path: Path, lo
     train.run(ModelParams(arch="small"), params, tiny_prepared, tmp_path / "m.keras",
               tmp_path / "live")
     assert _val_accuracy(tmp_path / "m.keras", tiny_prepared) > 0.8
+
+
+REAL_WEIGHTS = Path(os.environ.get("KERAS_HOME", "/nonexistent")) / "models"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_WEIGHTS.is_dir(), reason="KERAS_HOME has no pretrained weights")
+def test_pretrained_backbone_trains_then_fine_tunes(tmp_path: Path, image_folder: object) -> None:
+    from imgclf.data import split
+    from imgclf.models import pretrained
+    from imgclf.params import FineTuneParams, params_from_dict
+
+    p = params_from_dict({"data": {"image_size": 32}, "model": {"arch": "mobilenet_v2",
+                                                                  "alpha": 0.35}})
+    image_folder(tmp_path / "raw", ["a", "b", "c"], per_class=12)  # type: ignore[operator]
+    split.run(p.data, p.split, tmp_path / "raw", tmp_path / "prep")
+    pretrained.run(p.model, tmp_path / "weights")
+    params = TrainParams(epochs=2, batch_size=8, early_stopping_patience=0,
+                         fine_tune=FineTuneParams(epochs=1, layers=20))
+    train.run(p.model, params, tmp_path / "prep", tmp_path / "m.keras", tmp_path / "live",
+              pretrained=tmp_path / "weights")
+    rows = (tmp_path / "live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 3  # both phases log into the same curve, epochs 0..2
+    _model, info = load_model(tmp_path / "m.keras")
+    assert info.class_names == ["a", "b", "c"] and info.image_size == 32

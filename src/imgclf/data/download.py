@@ -180,10 +180,26 @@ def _fetch(source: Source, dest: Path, known: bool) -> None:
         token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode("ascii")
         # Unredirected: Kaggle redirects to a signed storage URL that must not get the key.
         request.add_unredirected_header("Authorization", f"Basic {token}")
-    host = _host(url)
     hint = ("set IMGCLF_DATA_MIRROR to a local copy of the dataset or point data.source at a "
             "local folder" if known else
             "download the archive yourself and point data.source at the file or a local folder")
+    try:
+        fetch_url(request, dest, hint)
+    except urllib.error.HTTPError as exc:
+        raise _http_error(exc.code, exc.reason, source, _host(url), creds is not None,
+                          hint) from None
+
+
+def fetch_url(request: urllib.request.Request | str, dest: Path, hint: str) -> None:
+    """Stream ``request`` into ``dest`` with a progress bar and a socket timeout.
+
+    Unreachable hosts and transfers cut off halfway become a ``UserError`` ending in
+    ``hint`` (what to do instead); HTTP error statuses are raised as ``HTTPError`` for
+    the caller to explain.
+    """
+    if isinstance(request, str):
+        request = urllib.request.Request(request, headers={"User-Agent": f"imgclf/{__version__}"})
+    host = _host(request.full_url)
     got, total = 0, None
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, \
@@ -195,8 +211,8 @@ def _fetch(source: Source, dest: Path, known: bool) -> None:
                     f.write(chunk)
                     got += len(chunk)
                     bar.update(len(chunk))
-    except urllib.error.HTTPError as exc:
-        raise _http_error(exc.code, exc.reason, source, host, creds is not None, hint) from None
+    except urllib.error.HTTPError:
+        raise
     except (urllib.error.URLError, TimeoutError, ConnectionError,
             http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)

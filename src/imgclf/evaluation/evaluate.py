@@ -1,4 +1,8 @@
-"""The evaluate stage: model + held-out splits -> metrics/eval.json and plot data."""
+"""The evaluate stage: model + held-out splits -> metrics/eval.json and plot data.
+
+A W&B ``Tracker`` (optional; ``imgclf evaluate`` passes one) gets the metrics as the run
+summary, and the test split's charts and misclassified images.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from imgclf.evaluation.curves import confusion_rows, pr_points, roc_points
 from imgclf.evaluation.metrics import classification_metrics
 from imgclf.models.saving import load_model
 from imgclf.params import EvaluateParams
+from imgclf.tracking.wandb_run import Tracker
 from imgclf.training.dataset import make_dataset
 
 PLOTS_SPLIT = "test"  # the confusion matrix and curves are drawn for this split
@@ -32,7 +37,9 @@ def predict_split(model: object, data: str | os.PathLike[str], meta: ShardsMeta,
 
 
 def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | os.PathLike[str],
-        metrics_path: str | os.PathLike[str], plots_dir: str | os.PathLike[str]) -> None:
+        metrics_path: str | os.PathLike[str], plots_dir: str | os.PathLike[str],
+        tracker: Tracker | None = None) -> None:
+    tracker = tracker or Tracker.disabled("evaluate")
     meta = read_meta(data)
     model, info = load_model(model_path)
     if info.class_names != meta.class_names or info.image_size != meta.image_size:
@@ -59,6 +66,8 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
             for name, rows in curves.items():
                 _dump(tmp / folder / f"{name}.json", rows)
     fsutil.write_json(metrics_path, metrics)
+    tracker.log_summary(metrics)
+    tracker.log_test_results(data, y_true, probs, names)
     summary = ", ".join(f"{s} accuracy {m['accuracy']:.4f}" for s, m in metrics.items())
     print(f"evaluate: {summary}; metrics in {metrics_path}")
 

@@ -1,8 +1,9 @@
-"""Model architectures, all described as one layer-list form and built by one function.
+"""Model architectures.
 
 ``small``/``medium``/``large`` are the CNNs of the original design (conv filters and
 dense units as in the peer baseline script); ``custom`` is whatever list of layers
-``model.layers`` in params.yaml holds, in the same form.
+``model.layers`` in params.yaml holds, in the same form; ``mobilenet_v2`` is Keras'
+MobileNetV2 backbone (ImageNet weights when ``model.pretrained``) with a new head.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 import keras
 from keras import layers
+
+from pathlib import Path
 
 from imgclf.params import LAYER_SCHEMA, AugmentParams, ModelParams
 
@@ -78,13 +81,64 @@ def augmentation(augment: AugmentParams, seed: int) -> list[keras.layers.Layer]:
     return out
 
 
-def build_model(specs: list[dict[str, Any]], image_size: int, n_classes: int,
-                augment: list[keras.layers.Layer] | None = None) -> keras.Model:
-    """A Sequential classifier: pixels in 0..255 -> ``(B, n_classes)`` softmax probabilities.
+BACKBONE = "backbone"  # the name of the pretrained part, for freezing and fine-tuning
 
-    Scaling to 0..1 is part of the model, so predict feeds raw pixels exactly as
-    training did. A flatten is added before the first dense layer if the list has no
-    flatten or global pooling there.
+
+def build_model(model: ModelParams, image_size: int, n_classes: int,
+                augment: list[keras.layers.Layer] | None = None,
+                weights: Path | None = None) -> keras.Model:
+    """The classifier of ``model.arch``: pixels in 0..255 -> ``(B, n_classes)`` probabilities.
+
+    Pixel scaling is part of the model, so predict feeds raw pixels exactly as
+    training did. ``weights`` is the pretrained stage's file for a backbone arch.
+    """
+    if model.arch == "mobilenet_v2":
+        return _mobilenet(model, image_size, n_classes, augment or [], weights)
+    return build_layer_list(layer_specs(model), image_size, n_classes, augment)
+
+
+def _mobilenet(model: ModelParams, image_size: int, n_classes: int,
+               augment: list[keras.layers.Layer], weights: Path | None) -> keras.Model:
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = inputs
+    for layer in augment:
+        x = layer(x)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)  # MobileNetV2 expects -1..1
+    base = keras.applications.MobileNetV2(
+        input_shape=(image_size, image_size, 3), alpha=model.alpha, include_top=False,
+        weights=str(weights) if weights else None, pooling="avg", name=BACKBONE)
+    if weights:
+        base.trainable = False  # train the head first; fine-tuning unfreezes the top later
+    # training=False keeps batch norm in inference mode even once layers are unfrozen,
+    # so fine-tuning does not wreck the pretrained statistics (Keras' transfer guide).
+    x = base(x, training=False) if weights else base(x)
+    x = layers.Dropout(model.dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="imgclf")
+
+
+def unfreeze_top(model: keras.Model, n_layers: int) -> int:
+    """Make the top ``n_layers`` of the backbone trainable (0 = all), batch norm excepted.
+
+    Returns how many layers were unfrozen. Batch-norm layers stay frozen: their
+    statistics come from ImageNet and a small dataset would only make them worse.
+    """
+    base = model.get_layer(BACKBONE)
+    base.trainable = True
+    chosen = base.layers[-n_layers:] if n_layers else base.layers
+    count = 0
+    for layer in base.layers:
+        layer.trainable = layer in chosen and not isinstance(layer, layers.BatchNormalization)
+        count += layer.trainable
+    return count
+
+
+def build_layer_list(specs: list[dict[str, Any]], image_size: int, n_classes: int,
+                     augment: list[keras.layers.Layer] | None = None) -> keras.Model:
+    """A Sequential classifier from a layer list (the named CNNs and ``custom``).
+
+    A flatten is added before the first dense layer if the list has no flatten or
+    global pooling there, and global pooling at the end of a list of convolutions.
     """
     model = keras.Sequential(name="imgclf")
     model.add(keras.Input((image_size, image_size, 3), name="pixels"))
@@ -99,5 +153,5 @@ def build_model(specs: list[dict[str, Any]], image_size: int, n_classes: int,
         model.add(_layer(spec))
     if not flat:
         model.add(layers.GlobalAveragePooling2D())
-    model.add(layers.Dense(n_classes, activation="softmax", name="probabilities"))
+    model.add(layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32"))
     return model

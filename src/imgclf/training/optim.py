@@ -7,8 +7,16 @@ import keras
 from imgclf.params import TrainParams
 
 
-def make_optimizer(train: TrainParams) -> keras.optimizers.Optimizer:
-    lr = train.learning_rate
+def make_optimizer(train: TrainParams, learning_rate: float,
+                   decay_steps: int) -> keras.optimizers.Optimizer:
+    """The optimizer of ``train.optimizer`` at ``learning_rate``.
+
+    With ``train.lr_schedule: cosine`` the rate decays to 0 over ``decay_steps``
+    (batches), which lets a short run take large steps early and settle at the end.
+    """
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
+    if train.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, decay_steps))
     match train.optimizer:
         case "adam":
             return keras.optimizers.Adam(lr)

@@ -1,50 +1,92 @@
-"""The train stage: data/prepared -> models/model.keras, with DVCLive learning curves."""
+"""The train stage: data/prepared -> models/model.keras, with DVCLive learning curves.
+
+A model with a pretrained backbone trains in two phases: the new head on the frozen
+backbone (``train.epochs``), then the top of the backbone too at a lower rate
+(``train.fine_tune``). A W&B ``Tracker`` (optional; ``imgclf train`` passes one) gets
+the same per-epoch curves, the model and the split manifest.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from imgclf.data.shards import read_meta
-from imgclf.models.architectures import augmentation, build_model, layer_specs
+from imgclf.models.architectures import augmentation, build_model, unfreeze_top
+from imgclf.models.pretrained import weights_path
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.params import ModelParams, TrainParams
 from imgclf.tracking.live import LiveCallback, open_live
+from imgclf.tracking.wandb_run import Tracker
 from imgclf.training.dataset import make_dataset
 from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
 
 
-def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[str],
-        model_path: str | os.PathLike[str], live_dir: str | os.PathLike[str]) -> None:
-    meta = read_meta(data)
+def configure_runtime(train: TrainParams) -> None:
+    """Seeds, op determinism and precision, before any model or dataset is built."""
     keras.utils.set_random_seed(train.seed)  # Python, NumPy and TensorFlow generators
+    if train.deterministic:
+        # Same data, params and machine -> the same weights, bit for bit.
+        tf.config.experimental.enable_op_determinism()
+    if train.mixed_precision and tf.config.list_physical_devices("GPU"):
+        # float16 only pays off on GPUs; on a CPU it would just be slower.
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[str],
+        model_path: str | os.PathLike[str], live_dir: str | os.PathLike[str],
+        tracker: Tracker | None = None,
+        pretrained: str | os.PathLike[str] = "data/pretrained") -> None:
+    tracker = tracker or Tracker.disabled("train")
+    meta = read_meta(data)
+    configure_runtime(train)
     one_hot = uses_one_hot(train)
     train_ds = make_dataset(data, meta, "train", train.batch_size, shuffle=True,
                             seed=train.seed, one_hot=one_hot)
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
 
-    model = build_model(layer_specs(model_params), meta.image_size, len(meta.class_names),
-                        augmentation(train.augment, train.seed))
-    model.compile(optimizer=make_optimizer(train), loss=make_loss(train),
-                  metrics=[make_accuracy(train)])
-
-    live = open_live(str(live_dir))
-    callbacks: list[keras.callbacks.Callback] = [LiveCallback(live)]
-    if train.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train.early_stopping_patience,
-            restore_best_weights=True))
+    model = build_model(model_params, meta.image_size, len(meta.class_names),
+                        augmentation(train.augment, train.seed),
+                        weights_path(model_params, pretrained))
     print(f"train: {model_params.arch} model, {model.count_params():,} parameters, "
           f"{meta.counts['train']} train / {meta.counts['val']} val images of "
           f"{len(meta.class_names)} classes")
-    # A progress bar per epoch on a terminal; one line per epoch in logs (dvc, CI).
-    verbose = 1 if sys.stdout.isatty() else 2
-    # shuffle=False: the dataset shuffles itself (seeded); Keras cannot shuffle a tf.data input.
-    model.fit(train_ds, validation_data=val_ds, epochs=train.epochs, callbacks=callbacks,
-              shuffle=False,
-              verbose=verbose)
+    live = open_live(str(live_dir))
+    callbacks = [LiveCallback(live), tracker.callback()]
+
+    def fit(learning_rate: float, first_epoch: int, epochs: int) -> None:
+        steps = epochs * len(train_ds)
+        model.compile(optimizer=make_optimizer(train, learning_rate, steps),
+                      loss=make_loss(train), metrics=[make_accuracy(train)],
+                      jit_compile=train.jit_compile)
+        stop = ([keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train.early_stopping_patience,
+            restore_best_weights=True)] if train.early_stopping_patience else [])
+        # shuffle=False: the dataset shuffles itself (seeded); Keras can't shuffle tf.data.
+        # verbose: a progress bar on a terminal, one line per epoch in logs (dvc, CI).
+        model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch,
+                  epochs=first_epoch + epochs, callbacks=callbacks + stop, shuffle=False,
+                  verbose=1 if sys.stdout.isatty() else 2)
+
+    fit(train.learning_rate, 0, train.epochs)
+    if train.fine_tune.epochs:
+        n = unfreeze_top(model, train.fine_tune.layers)
+        print(f"train: fine-tuning {n} backbone layers for {train.fine_tune.epochs} epochs "
+              f"at learning rate {train.fine_tune.learning_rate:g}")
+        fit(train.fine_tune.learning_rate, train.epochs, train.fine_tune.epochs)
     live.end()
+
+    # The saved model computes in float32 whatever policy trained it.
+    keras.mixed_precision.set_global_policy("float32")
     save_model(model, model_path, ModelInfo(meta.class_names, meta.image_size))
     print(f"train: saved {model_path}")
+    tracker.log_artifact(model_path, "model", metadata={
+        "arch": model_params.arch, "class_names": meta.class_names,
+        "image_size": meta.image_size, "parameters": model.count_params(),
+        "train": dataclasses.asdict(train)})
+    tracker.log_artifact(Path(data) / "manifest.csv", "dataset", metadata=dict(meta.counts))

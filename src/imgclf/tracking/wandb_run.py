@@ -1,0 +1,383 @@
+"""Weights & Biases tracking of the train and evaluate stages: optional, and never fatal.
+
+DVC stays the record of the pipeline (``dvc.lock``, ``metrics/``); W&B adds a browsable
+history of runs with charts, artifacts and sample images. A stage uses one ``Tracker``:
+
+    tracker = Tracker.start(params, "train")   # or Tracker.disabled("train")
+    model.fit(..., callbacks=[..., tracker.callback()])
+    tracker.log_artifact("models/model.keras", "model")
+    tracker.finish()
+
+Rules, each with its reason:
+
+* The API key is read only from ``WANDB_API_KEY`` in the environment or in ``./.env``:
+  params, metrics and ``dvc.lock`` are committed, so the key must never reach them. It
+  is handed to W&B in its settings and is never printed, logged or put in the config.
+* With a key runs go online; without one they are written offline (under ``wandb/``,
+  or ``$WANDB_DIR/wandb/``) and the stage ends by printing the ``wandb sync`` command
+  that uploads them later. ``wandb.enabled: false`` or ``WANDB_MODE=disabled`` turn
+  W&B off: the tracker is then a no-op and ``wandb`` is not even imported.
+* Tracking must never fail or stall the pipeline. Every W&B call goes through
+  ``Tracker._call``: any error becomes one warning line on stderr and tracking is off
+  for the rest of the stage. ``wandb.init`` is bounded by ``INIT_TIMEOUT_S`` and
+  ``run.finish`` by ``FINISH_TIMEOUT_S``; logging calls do not wait for the network.
+* Train and evaluate are separate processes (DVC stages), so they are two runs in one
+  W&B group, with job types ``train`` and ``evaluate``. The group is the DVC experiment
+  (``$DVC_EXP_NAME``, set by ``dvc exp run``), else the git revision (``-dirty`` when
+  tracked files other than the pipeline's own outputs differ from it), else ``local``.
+* W&B's own Keras callbacks have Keras 3 gaps (wandb issues 7186, 8842), and its ROC
+  and PR helpers need pandas, which this project does not install; the small callback
+  and the curve tables below avoid both.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import yaml
+
+from imgclf.data.sources import parse_dotenv
+from imgclf.params import Params, WandbParams, to_dict
+
+INIT_TIMEOUT_S = 15.0
+"""Longest wait for ``wandb.init`` (an unreachable server is given up after this)."""
+FINISH_TIMEOUT_S = 120.0
+"""Longest wait for the end-of-run upload; data not sent by then stays in the run folder."""
+GIT_TIMEOUT_S = 10.0
+
+ArtifactKind = Literal["model", "dataset"]
+# The default artifact name of each kind.
+ARTIFACT_NAMES: dict[str, str] = {"model": "model", "dataset": "split-manifest"}
+PREPARED_OUT = "data/prepared"  # the split stage's output, whose hash names the data
+# Written by the pipeline itself: a change to them does not make the code "dirty".
+PIPELINE_OUTPUTS = ("dvc.lock", "metrics")
+
+
+class Tracker:
+    """One W&B run of one stage, or a no-op when tracking is off or W&B has failed.
+
+    Build it with ``Tracker.start`` (or ``Tracker.disabled``); every method is safe to
+    call in every state.
+    """
+
+    def __init__(self, job_type: str, settings: WandbParams | None = None,
+                 secret: str | None = None) -> None:
+        self.job_type = job_type
+        self._settings = settings
+        self._secret = secret  # kept only to scrub it from warning messages
+        self._run: Any = None  # a wandb Run while tracking is on
+
+    # --- life cycle --------------------------------------------------------------------
+
+    @classmethod
+    def disabled(cls, job_type: str = "stage") -> Tracker:
+        """A tracker that does nothing (tests, ``wandb.enabled: false``)."""
+        return cls(job_type)
+
+    @classmethod
+    def start(cls, params: Params, job_type: str, root: str | os.PathLike[str] = ".",
+              environ: Mapping[str, str] | None = None) -> Tracker:
+        """Start the W&B run of stage ``job_type``; never raises for a W&B problem.
+
+        ``root`` is the workspace being run (its git revision and ``dvc.lock`` go in the
+        config); ``environ`` defaults to ``os.environ``. The ``.env`` file and the
+        ``wandb/`` folder are those of ``$DVC_ROOT`` when DVC sets it: a queued
+        experiment runs in a temporary copy, which has no ``.env`` and is deleted after.
+        """
+        env = os.environ if environ is None else environ
+        env_mode = env.get("WANDB_MODE", "").strip().lower()
+        if not params.wandb.enabled or env_mode == "disabled":
+            return cls.disabled(job_type)
+        root = Path(root)
+        home = Path(env.get("DVC_ROOT") or root)
+        key = from_env(env, home / ".env", "WANDB_API_KEY")
+        online = bool(key) and env_mode not in ("offline", "dryrun")
+        tracker = cls(job_type, params.wandb, secret=key)
+        tracker._run = tracker._guarded("start", tracker._init, params, root, env, key, online,
+                                        home)
+        return tracker
+
+    def _init(self, params: Params, root: Path, env: Mapping[str, str], key: str | None,
+              online: bool, home: Path) -> Any:
+        import wandb  # here, not at the top: a disabled tracker never loads W&B
+
+        assert self._settings is not None
+        # Runs are named after the DVC experiment; a sweep (make compare) can put all of
+        # its experiments into one group with wandb.group.
+        name = run_group(env, root)
+        group = self._settings.group or name
+        entity = self._settings.entity or from_env(env, home / ".env", "WANDB_ENTITY")
+        config = {**to_dict(params), "git_rev": git_rev(root) or "",
+                  "data_hash": data_hash(root / "dvc.lock") or ""}
+        # W&B prints through a global set up once per process: silence it before the
+        # first message (login notes, "git root" warnings). Our own lines stay.
+        wandb.setup(wandb.Settings(silent=True))
+        settings = wandb.Settings(
+            silent=True, console="off",  # keep stdout (and dvc's log) ours
+            init_timeout=INIT_TIMEOUT_S, finish_timeout=FINISH_TIMEOUT_S,
+            finish_timeout_raises=True,
+            **({"api_key": key} if key else {}))
+        return wandb.init(
+            project=self._settings.project, entity=entity,
+            group=group, job_type=self.job_type, name=f"{name}-{self.job_type}",
+            config=config, mode="online" if online else "offline",
+            dir=env.get("WANDB_DIR") or str(home),
+            settings=settings)
+
+    @property
+    def active(self) -> bool:
+        """Whether a W&B run is being logged to."""
+        return self._run is not None
+
+    def finish(self, failed: bool = False) -> None:
+        """End the run (marked failed if the stage failed) and shut W&B down.
+
+        An offline run ends with the line that uploads it later: ``wandb sync <dir>``.
+        """
+        sync_dir = self._call("finish", self._finish, 1 if failed else 0)
+        if sync_dir:
+            print(f"{self.job_type}: W&B run saved offline; upload it with: "
+                  f"wandb sync {_shown_path(sync_dir)}")
+
+    def _finish(self, exit_code: int) -> str | None:
+        """Finish the run; return its folder if it still has to be synced."""
+        import wandb
+
+        run, self._run = self._run, None
+        sync_dir = run.settings.sync_dir if run.offline else None
+        run.finish(exit_code=exit_code)
+        wandb.teardown()  # stop W&B's service; the next start reads the environment anew
+        return sync_dir
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.finish(failed=exc_type is not None)
+
+    # --- logging -----------------------------------------------------------------------
+
+    def callback(self) -> keras.callbacks.Callback:
+        """A Keras callback logging each epoch's loss and accuracy (train and val)."""
+        return _EpochLogger(self) if self.active else keras.callbacks.Callback()
+
+    def log(self, values: Mapping[str, Any]) -> None:
+        """Log one history row (one step) of ``values``."""
+        self._call("log", lambda: self._run.log(dict(values)))
+
+    def log_summary(self, metrics: Mapping[str, Any]) -> None:
+        """Put the final metrics in the run summary, nested keys joined by "/"."""
+        self._call("summary", lambda: self._run.summary.update(flatten(metrics)))
+
+    def log_artifact(self, path: str | os.PathLike[str], kind: ArtifactKind,
+                     name: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:
+        """Upload the file ``path`` as an artifact of type ``kind``.
+
+        Skipped when ``wandb.log_model`` (kind "model") or ``wandb.log_manifest`` (kind
+        "dataset") is false, so the stage need not know those settings.
+        """
+        if not self.active:
+            return
+        assert self._settings is not None
+        wanted = self._settings.log_model if kind == "model" else self._settings.log_manifest
+        if wanted:
+            self._call(f"{kind} artifact", self._log_artifact, Path(path), kind,
+                       name or ARTIFACT_NAMES[kind], dict(metadata or {}))
+
+    def _log_artifact(self, path: Path, kind: str, name: str, metadata: dict[str, Any]) -> None:
+        import wandb
+
+        artifact = wandb.Artifact(name, type=kind, metadata=metadata)
+        artifact.add_file(str(path))
+        self._run.log_artifact(artifact)
+
+    def log_test_results(self, data: str | os.PathLike[str], y_true: np.ndarray,
+                         probs: np.ndarray, class_names: list[str]) -> None:
+        """The test split's confusion matrix, ROC and PR charts, and misclassified images.
+
+        ``y_true`` and ``probs`` are in the order of the test shards in ``data``, whose
+        images the misclassified table shows.
+        """
+        self._call("test charts", self._log_test_results, Path(data), np.asarray(y_true),
+                   np.asarray(probs), list(class_names))
+
+    def _log_test_results(self, data: Path, y_true: np.ndarray, probs: np.ndarray,
+                          class_names: list[str]) -> None:
+        import wandb
+
+        from imgclf.evaluation.curves import pr_points, roc_points
+
+        assert self._settings is not None
+        charts: dict[str, Any] = {
+            "test/confusion_matrix": wandb.plot.confusion_matrix(
+                y_true=y_true.tolist(), preds=probs.argmax(1).tolist(),
+                class_names=class_names, title="Confusion matrix (test)"),
+            "test/roc": _curve_chart(roc_points(y_true, probs, class_names), "fpr", "tpr",
+                                     "ROC (test)", "False positive rate",
+                                     "True positive rate"),
+            "test/precision_recall": _curve_chart(
+                pr_points(y_true, probs, class_names), "recall", "precision",
+                "Precision-recall (test)", "Recall", "Precision"),
+        }
+        if self._settings.misclassified:
+            charts["test/misclassified"] = misclassified_table(
+                data, y_true, probs, class_names, self._settings.misclassified)
+        self._run.log(charts)
+
+    # --- the guard ---------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` while tracking is on, else None."""
+        return self._guarded(what, fn, *args) if self.active else None
+
+    def _guarded(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, or None: a W&B error turns tracking off with one warning."""
+        try:
+            return fn(*args)
+        except (Exception, SystemExit) as exc:  # W&B must never end the stage
+            self._fail(what, exc)
+            return None
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        text = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        if self._secret:
+            detail = detail.replace(self._secret, "***")
+        print(f"{self.job_type}: warning: W&B {what} failed, so this stage is not tracked "
+              f"in W&B ({detail})", file=sys.stderr)
+        self._run = None
+        try:  # end whatever W&B started; bounded by finish_timeout
+            import wandb
+
+            wandb.teardown(exit_code=1)
+        except (Exception, SystemExit):
+            pass
+
+
+class _EpochLogger(keras.callbacks.Callback):
+    """One W&B history row per epoch: Keras' logs (loss, accuracy, val_loss, ...)."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        values: dict[str, float] = {"epoch": epoch + 1}
+        for name, value in (logs or {}).items():
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                continue  # not a number (Keras 3 may pass other objects)
+        self.tracker.log(values)
+
+
+# --- what the run is named and configured with -----------------------------------------
+
+
+def from_env(environ: Mapping[str, str], dotenv: Path, name: str) -> str | None:
+    """Variable ``name`` from the environment, else from the ``.env`` file; None if unset."""
+    value = environ.get(name, "").strip()
+    if not value and dotenv.is_file():
+        value = parse_dotenv(dotenv.read_text(encoding="utf-8")).get(name, "").strip()
+    return value or None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """The stripped output of ``git args`` in ``root``, or None if git fails."""
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def git_rev(root: Path) -> str | None:
+    """The commit checked out in ``root``, or None outside a git repo."""
+    return _git(root, "rev-parse", "HEAD") or None
+
+
+def run_group(environ: Mapping[str, str], root: Path) -> str:
+    """The W&B group of this pipeline run (see the module docstring)."""
+    name = environ.get("DVC_EXP_NAME", "").strip()
+    if name:
+        return name
+    rev = _git(root, "rev-parse", "--short", "HEAD")
+    if not rev:
+        return "local"
+    changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                   *(f":(exclude){path}" for path in PIPELINE_OUTPUTS))
+    return f"{rev}-dirty" if changed else rev
+
+
+def data_hash(lock_path: Path) -> str | None:
+    """The md5 DVC recorded for ``data/prepared`` in ``dvc.lock``, or None."""
+    try:
+        lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
+        for stage in (lock.get("stages") or {}).values():
+            for out in stage.get("outs") or []:
+                if str(out.get("path", "")).rstrip("/") == PREPARED_OUT:
+                    return str(out["md5"])
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+        return None  # no lock yet (first run, or a stage run by hand)
+    return None
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"test": {"accuracy": 0.9}}`` -> ``{"test/accuracy": 0.9}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# --- evaluation charts ------------------------------------------------------------------
+
+
+def _curve_chart(curves: dict[str, list[dict[str, float]]], x: str, y: str, title: str,
+                 x_title: str, y_title: str) -> Any:
+    """One line per class, drawn with the preset chart of ``wandb.plot.roc_curve``."""
+    import wandb
+
+    table = wandb.Table(columns=["class", x, y], data=[
+        [name, row[x], row[y]] for name, rows in curves.items() for row in rows])
+    return wandb.plot_table("wandb/area-under-curve/v0", table,
+                            {"x": x, "y": y, "class": "class"},
+                            {"title": title, "x-axis-title": x_title, "y-axis-title": y_title})
+
+
+def misclassified_table(data: Path, y_true: np.ndarray, probs: np.ndarray,
+                        class_names: list[str], limit: int) -> Any:
+    """The ``limit`` most confidently wrong test images: image, true, predicted, confidence."""
+    import wandb
+
+    from imgclf.data.shards import read_split
+
+    images, labels = read_split(data, "test")
+    if not np.array_equal(labels, y_true):
+        raise ValueError(f"the test shards of {data} do not match the scored labels")
+    predicted = probs.argmax(1)
+    confidence = probs[np.arange(len(predicted)), predicted]
+    wrong = np.flatnonzero(predicted != y_true)
+    worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    table = wandb.Table(columns=["image", "true", "predicted", "confidence", "index"])
+    for i in worst.tolist():
+        table.add_data(wandb.Image(np.asarray(images[i])), class_names[y_true[i]],
+                       class_names[predicted[i]], round(float(confidence[i]), 4), i)
+    return table
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working folder when inside it (shorter to copy)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative

@@ -1,0 +1,259 @@
+"""The files around the code: lock file, Dockerfile, .dockerignore, compose, workflows.
+
+Linted with the real tools (hadolint and actionlint, installed from the dev extras) and
+read for what they must hold. Building the image is `make container-check`'s job: it
+needs podman, these tests do not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from imgclf import report
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
+
+
+def tool(name: str) -> str:
+    """A dev tool of the venv running the tests (else from PATH)."""
+    found = Path(sys.executable).parent / name
+    path = str(found) if found.exists() else shutil.which(name)
+    assert path, f"{name} is missing: run `make setup` (it comes with the dev extras)"
+    return path
+
+
+# --- the lock file -----------------------------------------------------------------------
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        req = Requirement(line)
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"not pinned exactly: {line}"
+        assert not req.url and not req.extras and not req.marker, f"not a plain pin: {line}"
+        pins[canonicalize_name(req.name)] = specs[0].version
+    return pins
+
+
+def declared() -> list[Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in
+            project["dependencies"] + project["optional-dependencies"]["dev"]]
+
+
+def test_lock_pins_every_declared_dependency_within_its_range() -> None:
+    pins = lock_pins()
+    for req in declared():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not in requirements.lock: run `make lock`"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"requirements.lock pins {req.name}=={pins[name]}, outside {req}: run `make lock`")
+
+
+def test_lock_holds_no_local_paths_or_index_options() -> None:
+    lines = (REPO / "requirements.lock").read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    for bad in ("file:", "/opt/", "--find-links", "--index-url", "--extra-index-url",
+                "--trusted-host", "-e ", "-c ", "/work/"):
+        assert bad not in text, f"requirements.lock holds {bad!r}: it must work anywhere"
+    assert len(lock_pins()) > 50  # the whole tree, not only the direct dependencies
+
+
+def test_setup_installs_from_the_lock() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert "pip install --quiet -r requirements.lock" in makefile
+    assert "--no-deps" in makefile and "pip-compile" in makefile
+
+
+# --- Dockerfile --------------------------------------------------------------------------
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    proc = subprocess.run([tool("hadolint"), "Dockerfile"], cwd=REPO, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_installs_the_lock_before_the_code() -> None:
+    ins = instructions()
+    steps = [f"{word} {args}" for word, args in ins]
+
+    def first(pattern: str) -> int:
+        return next(i for i, s in enumerate(steps) if re.search(pattern, s))
+
+    assert first(r"^COPY requirements\.lock ") < first(r"pip install -r requirements\.lock")
+    assert first(r"pip install -r requirements\.lock") < first(r"^COPY .*\s\.\s+\.$")
+    assert "ARG BASE_IMAGE=python:3.11-slim" in steps
+    assert steps[first(r"^FROM ")] == "FROM ${BASE_IMAGE}"
+    assert re.search(r"apt-get install -y --no-install-recommends git", steps[first("apt-get")])
+
+
+def test_dockerfile_runs_dvc_repro_as_a_user_and_takes_any_command() -> None:
+    ins = instructions()
+    users = [args for word, args in ins if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert [args for word, args in ins if word == "CMD"] == ['["dvc", "repro"]']
+    assert not [word for word, _ in ins if word == "ENTRYPOINT"]  # `imgclf ...` runs as is
+    assert any(word == "ARG" and args.startswith("TF_EXTRA") for word, args in ins)
+    git_init = next(args for word, args in ins if word == "RUN" and "git init" in args)
+    assert "git commit" in git_init  # dvc needs a git repo; .git is not copied in
+
+
+# --- .dockerignore -----------------------------------------------------------------------
+
+def _pattern(glob: str) -> re.Pattern[str]:
+    out, i = "", 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif glob.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif glob[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif glob[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(glob[i]), i + 1
+    return re.compile(out)
+
+
+def docker_ignores(path: str) -> bool:
+    """Whether Docker leaves ``path`` out of the build context (last matching rule wins;
+    a rule that matches a folder matches everything in it)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        rule = _pattern(os.path.normpath(line.lstrip("!").strip("/")))
+        if any(rule.fullmatch(p) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize("path", [
+    ".env", ".venv/bin/python", ".git/HEAD", "data/raw/cats/1.jpg", "data/prepared/shard-0.bin",
+    "models/model.keras", ".dvc/cache/files/md5/ab/cdef", ".dvc/tmp/lock", "wandb/run-1/x",
+    "src/imgclf/__pycache__/cli.cpython-311.pyc", "tests/__pycache__/x.pyc",
+])
+def test_dockerignore_keeps_out(path: str) -> None:
+    assert docker_ignores(path)
+
+
+@pytest.mark.parametrize("path", [
+    "src/imgclf/cli.py", "src/imgclf/data/download.py", "src/imgclf/report.py",
+    "requirements.lock", "pyproject.toml", "dvc.yaml", "dvc.lock", "params.yaml",
+    ".dvc/config", "metrics/eval.json", ".gitignore", ".env.example", "README.md",
+])
+def test_dockerignore_keeps_in(path: str) -> None:
+    assert not docker_ignores(path)
+
+
+# --- docker-compose.yml and .env.example -------------------------------------------------
+
+def env_example() -> set[str]:
+    text = (REPO / ".env.example").read_text()
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+
+
+def test_compose_app_reads_env_and_keeps_results_on_the_host() -> None:
+    app = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["app"]
+    env_files = [e["path"] if isinstance(e, dict) else e for e in app["env_file"]]
+    assert ".env" in env_files
+    mounts = {re.sub(r"\$\{[^}]*\}", "X", v).split(":")[1]: v for v in app["volumes"]}
+    for target in ("/app/data", "/app/models", "/app/metrics", "/app/.dvc/cache",
+                   "/app/params.yaml", "/app/dvc.lock"):
+        assert target in mounts, f"{target} is not mounted"
+    mirror = app["environment"]["IMGCLF_DATA_MIRROR"]
+    assert mirror == "${IMGCLF_DATA_MIRROR:+/mirror}"
+    assert mounts["/mirror"].startswith("${IMGCLF_DATA_MIRROR") and mounts["/mirror"].endswith(
+        ":ro")
+
+
+def test_every_compose_variable_is_in_env_example() -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    app = yaml.safe_load(text)["services"]["app"]
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text)) | set(app["environment"])
+    used |= {"WANDB_API_KEY", "WANDB_MODE", "KAGGLE_USERNAME", "KAGGLE_KEY"}  # via .env
+    missing = used - env_example()
+    assert not missing, f"not in .env.example: {sorted(missing)}"
+
+
+def test_env_example_sets_no_secret() -> None:
+    for line in (REPO / ".env.example").read_text().splitlines():
+        m = re.match(r"\s*([A-Z_]+)=(.*)", line)  # uncommented lines only
+        if m:
+            assert not m[2] or m[1] not in {"WANDB_API_KEY", "KAGGLE_KEY"}
+
+
+# --- workflows ---------------------------------------------------------------------------
+
+def test_workflows_pass_actionlint() -> None:
+    assert WORKFLOWS, "no workflow in .github/workflows"
+    proc = subprocess.run([tool("actionlint"), *map(str, WORKFLOWS)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def workflow(name: str) -> dict:
+    wf = yaml.safe_load((REPO / ".github/workflows" / name).read_text())
+    wf["on"] = wf.pop(True, wf.get("on"))  # YAML 1.1 reads the key `on` as true
+    return wf
+
+
+def steps(wf: dict) -> list[dict]:
+    return [s for job in wf["jobs"].values() for s in job["steps"]]
+
+
+def test_pr_workflow_reproduces_and_comments_once() -> None:
+    wf = workflow("pr.yml")
+    assert "pull_request" in wf["on"]
+    all_steps = steps(wf)
+    runs = "\n".join(s.get("run", "") for s in all_steps)
+    assert "make setup" in runs and "make repro" in runs and "imgclf report" in runs
+    cache = next(s for s in all_steps if s.get("uses", "").startswith("actions/cache@"))
+    assert cache["with"]["path"] == ".dvc/cache"
+    script = next(s for s in all_steps if s.get("uses", "").startswith("actions/github-script@"))
+    body = script["with"]["script"]
+    assert report.MARKER in body and "updateComment" in body and "createComment" in body
+
+
+def test_main_workflow_runs_make_test_on_pushes_to_main() -> None:
+    wf = workflow("main.yml")
+    assert wf["on"]["push"]["branches"] == ["main"]
+    assert "make test" in "\n".join(s.get("run", "") for s in steps(wf))
+
+
+def test_container_check_script_is_executable_shell() -> None:
+    script = REPO / "scripts/container-check.sh"
+    assert os.access(script, os.X_OK)
+    subprocess.run(["bash", "-n", str(script)], check=True)

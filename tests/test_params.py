@@ -46,9 +46,9 @@ def custom(*layers: dict[str, Any]) -> dict[str, Any]:
 def test_empty_mapping_gives_the_defaults() -> None:
     p = params_from_dict({})
     assert p == Params()
-    assert p.data.image_size == 128
+    assert p.data.image_size == 224
     assert (p.split.train, p.split.val, p.split.test) == (0.7, 0.15, 0.15)
-    assert p.model.arch == "medium"
+    assert p.model.arch == "mobilenet_v2"
     assert p.model.layers == []
     assert p.train.optimizer == "adam"
     assert p.train.augment.flip is True
@@ -70,6 +70,11 @@ def test_repo_params_yaml_loads() -> None:
     assert isinstance(p.evaluate, EvaluateParams)
     assert p.split.train + p.split.val + p.split.test == pytest.approx(1.0)
     assert "test" in p.evaluate.splits
+
+
+def test_repo_params_yaml_holds_exactly_the_defaults() -> None:
+    # params.yaml documents the defaults: the two must never drift apart.
+    assert load_params(REPO_PARAMS) == Params()
 
 
 def test_empty_yaml_file_gives_the_defaults(tmp_path: Path) -> None:

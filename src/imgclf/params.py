@@ -25,7 +25,7 @@ from imgclf.errors import UserError
 
 DEFAULT_SOURCE = "kaggle:borhanitrash/animal-image-classification-dataset"
 
-Arch = Literal["small", "medium", "large", "custom", "mobilenet_v2"]
+Arch = Literal["small", "medium", "large", "compact", "custom", "mobilenet_v2"]
 LrSchedule = Literal["constant", "cosine"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Loss = Literal["sparse_categorical_crossentropy", "categorical_crossentropy"]
@@ -60,7 +60,7 @@ class ParamsError(UserError):
 @dataclass(frozen=True)
 class DataParams:
     source: str = DEFAULT_SOURCE  # kaggle:OWNER/NAME, https:// or file:// archive URL, or a folder
-    image_size: int = 128  # images are resized to image_size x image_size pixels
+    image_size: int = 224  # images are resized to image_size x image_size pixels
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    arch: Arch = "medium"
-    dropout: float = 0.3  # after each dense layer of small/medium/large; before mobilenet's head
+    arch: Arch = "mobilenet_v2"
+    dropout: float = 0.2  # after each dense layer of small/medium/large; before mobilenet's head
     alpha: float = 0.5  # mobilenet_v2 width multiplier
     pretrained: bool = True  # mobilenet_v2 starts from ImageNet weights (the pretrained stage)
     layers: list[dict[str, Any]] = field(default_factory=list)  # only for arch: custom
@@ -92,9 +92,9 @@ class AugmentParams:
 class FineTuneParams:
     """A second phase for a pretrained backbone: unfreeze its top layers, lower the rate."""
 
-    epochs: int = 0  # 0 = train the new head only
-    learning_rate: float = 0.0001
-    layers: int = 0  # backbone layers unfrozen from the top; 0 = all
+    epochs: int = 2  # 0 = train the new head only; ignored without a pretrained backbone
+    learning_rate: float = 0.00002
+    layers: int = 30  # backbone layers unfrozen from the top (batch norm stays frozen); 0 = all
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class TrainParams:
     loss: Loss = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0  # needs loss: categorical_crossentropy
     batch_size: int = 32
-    epochs: int = 10
+    epochs: int = 4
     early_stopping_patience: int = 3  # epochs without val_loss improvement; 0 turns it off
     seed: int = 42
     lr_schedule: LrSchedule = "constant"  # cosine: decay to 0 over the epochs
@@ -335,9 +335,6 @@ def _check(p: Params) -> None:
     _require(f.learning_rate > 0,
              f"train.fine_tune.learning_rate: must be above 0, got {f.learning_rate}")
     _require(f.layers >= 0, f"train.fine_tune.layers: must be 0 or more, got {f.layers}")
-    _require(f.epochs == 0 or (p.model.arch == "mobilenet_v2" and p.model.pretrained),
-             "train.fine_tune.epochs: only a pretrained backbone (model.arch: mobilenet_v2, "
-             "model.pretrained: true) can be fine-tuned; set it to 0")
     a = t.augment
     for name in ("rotation", "zoom", "contrast"):
         value = getattr(a, name)

@@ -14,7 +14,7 @@ def test_round_trip_keeps_weights_and_class_names(tmp_path: Path) -> None:
     path = tmp_path / "m.keras"
     save_model(model, path, ModelInfo(["cat", "dog"], 4))
     assert read_info(path) == ModelInfo(["cat", "dog"], 4)
-    loaded, info = load_model(path)
+    loaded, _info = load_model(path)
     x = np.ones((1, 4, 4, 3), np.float32)
     np.testing.assert_allclose(loaded(x), model(x))
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary left behind

@@ -2,6 +2,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imgclf.data.shards import read_meta
@@ -67,3 +68,26 @@ def test_pretrained_backbone_trains_then_fine_tunes(tmp_path: Path, image_folder
     assert len(rows) == 1 + 3  # both phases log into the same curve, epochs 0..2
     _model, info = load_model(tmp_path / "m.keras")
     assert info.class_names == ["a", "b", "c"] and info.image_size == 32
+
+
+@pytest.mark.slow
+def test_same_params_give_identical_weights_and_metrics(tiny_prepared: Path,
+                                                         tmp_path: Path) -> None:
+    from imgclf.evaluation import evaluate
+    from imgclf.params import AugmentParams, EvaluateParams
+
+    # Augmentation on: its random ops must be seeded too.
+    params = TrainParams(epochs=2, batch_size=8, deterministic=True,
+                         augment=AugmentParams(flip=True, rotation=0.05, zoom=0.1))
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        train.run(ModelParams(arch="small"), params, tiny_prepared, out / "m.keras",
+                  out / "live")
+        evaluate.run(EvaluateParams(), tiny_prepared, out / "m.keras", out / "eval.json",
+                     out / "plots")
+        runs.append(out)
+    weights = [load_model(run / "m.keras")[0].get_weights() for run in runs]
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (runs[0] / "eval.json").read_bytes() == (runs[1] / "eval.json").read_bytes()

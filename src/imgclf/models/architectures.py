@@ -26,10 +26,29 @@ CNN_SIZES: dict[str, tuple[list[int], list[int]]] = {
 }
 
 
+def _compact() -> list[dict[str, Any]]:
+    """The from-scratch recipe: batch norm, separable convolutions, global pooling.
+
+    A 3x3 stem, then three stages of two depthwise-separable convolutions (64, 128,
+    256 filters), each conv followed by batch norm and each stage by pooling, then
+    global average pooling instead of a huge flatten-dense block: ~0.1 M parameters
+    instead of the 8.5 M of ``medium``, so it trains fast and overfits far less.
+    """
+    specs: list[dict[str, Any]] = [{"type": "conv", "filters": 32}, {"type": "batch_norm"},
+                                   {"type": "max_pool"}]
+    for filters in (64, 128, 256):
+        for _ in range(2):
+            specs += [{"type": "separable_conv", "filters": filters}, {"type": "batch_norm"}]
+        specs.append({"type": "max_pool"})
+    return specs + [{"type": "global_avg_pool"}, {"type": "dropout", "rate": 0.3}]
+
+
 def layer_specs(model: ModelParams) -> list[dict[str, Any]]:
     """The layer list of ``model.arch``: the named CNNs expanded, or ``model.layers``."""
     if model.arch == "custom":
         return list(model.layers)
+    if model.arch == "compact":
+        return _compact()
     convs, denses = CNN_SIZES[model.arch]
     specs: list[dict[str, Any]] = []
     for filters in convs:

@@ -50,9 +50,9 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
                             seed=train.seed, one_hot=one_hot)
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
 
+    weights = weights_path(model_params, pretrained)
     model = build_model(model_params, meta.image_size, len(meta.class_names),
-                        augmentation(train.augment, train.seed),
-                        weights_path(model_params, pretrained))
+                        augmentation(train.augment, train.seed), weights)
     print(f"train: {model_params.arch} model, {model.count_params():,} parameters, "
           f"{meta.counts['train']} train / {meta.counts['val']} val images of "
           f"{len(meta.class_names)} classes")
@@ -74,7 +74,9 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
                   verbose=1 if sys.stdout.isatty() else 2)
 
     fit(train.learning_rate, 0, train.epochs)
-    if train.fine_tune.epochs:
+    # Fine-tuning needs a pretrained backbone; for the other archs the phase is skipped,
+    # so `-S model.arch=small` works without also editing train.fine_tune.
+    if train.fine_tune.epochs and weights is not None:
         n = unfreeze_top(model, train.fine_tune.layers)
         print(f"train: fine-tuning {n} backbone layers for {train.fine_tune.epochs} epochs "
               f"at learning rate {train.fine_tune.learning_rate:g}")

@@ -9,7 +9,10 @@ the same per-epoch curves, the model and the split manifest.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,6 +41,20 @@ def configure_runtime(train: TrainParams) -> None:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
 
+def backup_dir(model_path: Path, model_params: ModelParams, train: TrainParams,
+               data: Path) -> Path:
+    """Where an interrupted run keeps its per-epoch backups, keyed by what it trains.
+
+    Beside the model but not a DVC output, so DVC leaves it alone when it reruns the
+    stage; the key (params + the split's meta.json) means a backup is only ever
+    resumed by the same training.
+    """
+    key = json.dumps([dataclasses.asdict(model_params), dataclasses.asdict(train),
+                      (data / "meta.json").read_text(encoding="utf-8")], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return model_path.parent / ".train-backup" / digest
+
+
 def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[str],
         model_path: str | os.PathLike[str], live_dir: str | os.PathLike[str],
         tracker: Tracker | None = None,
@@ -58,8 +75,13 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
           f"{len(meta.class_names)} classes")
     live = open_live(str(live_dir))
     callbacks = [LiveCallback(live), tracker.callback()]
+    # A killed run resumes from its last completed epoch: BackupAndRestore saves one
+    # each epoch and restores it on the next start; the head phase, once done, is kept
+    # as weights so a kill during fine-tuning does not redo it.
+    backups = backup_dir(Path(model_path), model_params, train, Path(data))
+    head_done = backups / "head.weights.h5"
 
-    def fit(learning_rate: float, first_epoch: int, epochs: int) -> None:
+    def fit(learning_rate: float, first_epoch: int, epochs: int, phase: str) -> None:
         steps = epochs * len(train_ds)
         model.compile(optimizer=make_optimizer(train, learning_rate, steps),
                       loss=make_loss(train), metrics=[make_accuracy(train)],
@@ -69,23 +91,34 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
             restore_best_weights=True)] if train.early_stopping_patience else [])
         # shuffle=False: the dataset shuffles itself (seeded); Keras can't shuffle tf.data.
         # verbose: a progress bar on a terminal, one line per epoch in logs (dvc, CI).
+        backup = keras.callbacks.BackupAndRestore(str(backups / phase))
+        if (backups / phase).exists():
+            print(f"train: resuming the {phase} phase from {backups / phase}")
         model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch,
-                  epochs=first_epoch + epochs, callbacks=callbacks + stop, shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)
+                  epochs=first_epoch + epochs, callbacks=[backup, *callbacks, *stop],
+                  shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
 
-    fit(train.learning_rate, 0, train.epochs)
+    if head_done.exists():
+        print(f"train: the head phase finished before; its weights come from {head_done}")
+        model.load_weights(head_done)
+    else:
+        fit(train.learning_rate, 0, train.epochs, "head")
     # Fine-tuning needs a pretrained backbone; for the other archs the phase is skipped,
     # so `-S model.arch=small` works without also editing train.fine_tune.
     if train.fine_tune.epochs and weights is not None:
+        tmp = head_done.with_name("partial-" + head_done.name)  # Keras wants .weights.h5
+        model.save_weights(tmp)
+        os.replace(tmp, head_done)
         n = unfreeze_top(model, train.fine_tune.layers)
         print(f"train: fine-tuning {n} backbone layers for {train.fine_tune.epochs} epochs "
               f"at learning rate {train.fine_tune.learning_rate:g}")
-        fit(train.fine_tune.learning_rate, train.epochs, train.fine_tune.epochs)
+        fit(train.fine_tune.learning_rate, train.epochs, train.fine_tune.epochs, "fine_tune")
     live.end()
 
     # The saved model computes in float32 whatever policy trained it.
     keras.mixed_precision.set_global_policy("float32")
     save_model(model, model_path, ModelInfo(meta.class_names, meta.image_size))
+    shutil.rmtree(backups, ignore_errors=True)  # done: nothing left to resume
     print(f"train: saved {model_path}")
     tracker.log_artifact(model_path, "model", metadata={
         "arch": model_params.arch, "class_names": meta.class_names,

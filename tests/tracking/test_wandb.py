@@ -32,7 +32,7 @@ from imgclf import cli
 from imgclf.data.shards import read_meta, read_split
 from imgclf.params import load_params
 from imgclf.tracking.wandb_run import (
-    INIT_TIMEOUT_S,
+    PROBE_TIMEOUT_S,
     Tracker,
     data_hash,
     flatten,
@@ -271,15 +271,17 @@ def test_unreachable_server_costs_one_warning_and_bounded_time(
             train.run(params.model, params.train, tiny_prepared, "out/model.keras",
                       "out/live", tracker)
     captured = capfd.readouterr()
-    assert not tracker.active
-    assert waited < INIT_TIMEOUT_S + 15, f"W&B start took {waited:.0f} s"
+    # The run fails over to offline at once: a few seconds, not wandb.init's timeout.
+    assert waited < PROBE_TIMEOUT_S + 5, f"W&B start took {waited:.0f} s"
     assert (project / "out/model.keras").is_file()
     warnings = [line for line in captured.err.splitlines() if "W&B" in line]
-    assert len(warnings) == 1 and warnings[0].startswith("train: warning: W&B start failed")
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("train: warning: W&B server 127.0.0.1:")
+    assert "logging offline instead" in warnings[0]
+    assert "wandb sync" in captured.out  # nothing lost: it can be uploaded later
     assert wandb_key not in captured.out + captured.err
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and wandb_key.encode() in
                 p.read_bytes()]
-    assert "wandb sync" not in captured.out
 
 
 @pytest.mark.slow

@@ -19,7 +19,9 @@ Rules, each with its reason:
   W&B off: the tracker is then a no-op and ``wandb`` is not even imported.
 * Tracking must never fail or stall the pipeline. Every W&B call goes through
   ``Tracker._call``: any error becomes one warning line on stderr and tracking is off
-  for the rest of the stage. ``wandb.init`` is bounded by ``INIT_TIMEOUT_S`` and
+  for the rest of the stage. A server that does not accept a connection within
+  ``PROBE_TIMEOUT_S`` turns the run into an offline one (with the sync hint) at once;
+  ``wandb.init`` is bounded by ``INIT_TIMEOUT_S`` and
   ``run.finish`` by ``FINISH_TIMEOUT_S``; logging calls do not wait for the network.
 * Train and evaluate are separate processes (DVC stages), so they are two runs in one
   W&B group, with job types ``train`` and ``evaluate``. The group is the DVC experiment
@@ -33,11 +35,13 @@ Rules, each with its reason:
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import keras
 import numpy as np
@@ -47,6 +51,8 @@ from imgclf.data.sources import parse_dotenv
 from imgclf.params import Params, WandbParams, to_dict
 
 INIT_TIMEOUT_S = 15.0
+PROBE_TIMEOUT_S = 3.0  # to tell an unreachable W&B server before starting an online run
+DEFAULT_BASE_URL = "https://api.wandb.ai"
 """Longest wait for ``wandb.init`` (an unreachable server is given up after this)."""
 FINISH_TIMEOUT_S = 120.0
 """Longest wait for the end-of-run upload; data not sent by then stays in the run folder."""
@@ -99,6 +105,12 @@ class Tracker:
         home = Path(env.get("DVC_ROOT") or root)
         key = from_env(env, home / ".env", "WANDB_API_KEY")
         online = bool(key) and env_mode not in ("offline", "dryrun")
+        if online and (problem := unreachable(env.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)):
+            # Fail over to an offline run at once rather than wait out wandb.init's timeout:
+            # nothing is lost, and the stage ends with the command that uploads it.
+            print(f"{job_type}: warning: W&B server {problem}; logging offline instead",
+                  file=sys.stderr)
+            online, key = False, None
         tracker = cls(job_type, params.wandb, secret=key)
         tracker._run = tracker._guarded("start", tracker._init, params, root, env, key, online,
                                         home)
@@ -315,6 +327,18 @@ def run_group(environ: Mapping[str, str], root: Path) -> str:
     changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
                    *(f":(exclude){path}" for path in PIPELINE_OUTPUTS))
     return f"{rev}-dirty" if changed else rev
+
+
+def unreachable(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the W&B server at ``base_url`` cannot be reached (a TCP connect), or None."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}:{port} is unreachable ({exc.strerror or type(exc).__name__})"
 
 
 def data_hash(lock_path: Path) -> str | None:

@@ -103,6 +103,23 @@ def test_evaluate_param_reruns_only_evaluate(project: Path) -> None:
     sh(project, "git", "commit", "-qm", "evaluate batch size")
 
 
+def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,
+                                                             tmp_path: Path) -> None:
+    # Shared storage: a folder remote stands in for S3/GCS/SSH; the commands are the same.
+    sh(project, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    sh(project, "git", "commit", "-qam", "add a DVC remote")
+    sh(project, "dvc", "push")
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(project), str(clone))
+    sh(clone, "dvc", "pull")
+    assert json.loads(sh(clone, "dvc", "status", "--json")) == {}
+    assert "Running stage" not in sh(clone, "dvc", "repro")
+    for out in ("models/model.keras", "data/prepared/meta.json", "data/prepared/train-000.bin"):
+        assert (clone / out).read_bytes() == (project / out).read_bytes(), out
+    # The split is a few large shards, not thousands of small files (slow to push/pull).
+    assert len(list((clone / "data/prepared").iterdir())) < 10
+
+
 def test_plots_show_renders_every_plot(project: Path) -> None:
     sh(project, "dvc", "plots", "show", "--json", "-o", "plots_out")
     shown = json.loads(sh(project, "dvc", "plots", "show", "--json"))
@@ -132,7 +149,9 @@ def test_queued_experiments_run_and_show_side_by_side(project: Path) -> None:
     # The documented comparison: a sweep queued as DVC experiments, run by queue workers.
     sh(project, "git", "checkout", "--", "params.yaml")
     sh(project, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.004")
-    sh(project, "dvc", "queue", "start", "--jobs", "1")
+    # Two workers at once: each experiment runs in its own copy, so they cannot clobber
+    # each other's outputs (or W&B runs: each is named after its experiment).
+    sh(project, "dvc", "queue", "start", "--jobs", "2")
     deadline = time.monotonic() + 300
     while re.search(r"Queued|Running", sh(project, "dvc", "queue", "status")):
         assert time.monotonic() < deadline, sh(project, "dvc", "queue", "status")

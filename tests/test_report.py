@@ -28,6 +28,8 @@ DVC_YAML = {
         {"Confusion": {"template": "confusion", "x": "predicted",
                        "y": {"metrics/confusion.json": "actual"}}},
         {"metrics/roc": {"template": "simple", "x": "fpr", "y": "tpr"}},
+        "metrics/confusion.png",  # pictures: DVC shows them, the report leaves them out
+        "metrics/samples",
     ],
 }
 
@@ -57,6 +59,9 @@ def write_state(repo: Path, lr: float, accuracy: float, losses: list[float],
         (repo / f"metrics/{split}/loss.tsv").write_text("step\tloss\n" + rows)
     (repo / "metrics/confusion.json").write_text(json.dumps(
         [{"actual": a, "predicted": p} for a, p in confusion]))
+    (repo / "metrics/samples").mkdir(parents=True, exist_ok=True)
+    for picture in ("metrics/confusion.png", "metrics/samples/cat.png"):
+        (repo / picture).write_bytes(b"\x89PNG fake " + str(accuracy).encode())
     (repo / "metrics/roc/cat.json").write_text(json.dumps(
         [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.2, "tpr": 0.8}, {"fpr": 1.0, "tpr": 1.0}]))
 
@@ -207,3 +212,9 @@ def test_short_labels_keep_what_differs() -> None:
 def test_confusion_counts_pairs() -> None:
     matrices = [("main", Counter({("a", "b"): 2}))]
     assert "| a | 0 | 2 |" in report._confusion_table(matrices)
+
+
+def test_pictures_are_not_drawn_as_empty_charts(built: tuple[str, Path]) -> None:
+    text, plots = built
+    assert "confusion.png" not in text and "samples" not in text
+    assert not [p for p in plots.iterdir() if "png" in p.name or "samples" in p.name]

@@ -10,10 +10,16 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from imgclf import __version__, report
 from imgclf.errors import UserError
-from imgclf.params import load_params
+from imgclf.params import Params, load_params
+
+STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
+# Where `imgclf evaluate --data FOLDER` writes (as imgclf.evaluation.evaluate says, which
+# the CLI does not import before it runs).
+FOLDER_METRICS, FOLDER_PLOTS = "metrics/folder/eval.json", "metrics/folder/plots"
 
 DESCRIPTION = """\
 A DVC-versioned image-classification pipeline. The stages run in this order
@@ -27,7 +33,10 @@ A DVC-versioned image-classification pipeline. The stages run in this order
 
 and, beside the pipeline:
 
+  predict     classify image files and folders with the trained model
   report      compare params, metrics and plots with a git revision (--base main)
+
+`imgclf evaluate --data FOLDER` scores the model on any folder of class sub-folders.
 
 Every choice lives in params.yaml; see README.md.
 """
@@ -55,7 +64,7 @@ def _split(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     from imgclf.data import split
 
-    split.run(params.data, params.split, args.raw, args.out)
+    split.run(params.data, params.split, args.raw, args.out, report_dir=args.report_dir or None)
 
 
 # Train and evaluate are tracked in Weights & Biases when params.yaml's wandb section
@@ -73,12 +82,31 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    data = Path(args.data)
+    if data.is_dir() and not (data / "meta.json").exists():
+        # Not a prepared split: a folder of class sub-folders, scored outside the pipeline
+        # (untracked, and into its own outputs so the stage's committed ones stay as
+        # they are).
+        params = load_params(args.params) if Path(args.params).exists() else Params()
+        from imgclf.evaluation import evaluate
+
+        evaluate.run_folder(params.evaluate, data, args.model, args.metrics or FOLDER_METRICS,
+                            args.plots or FOLDER_PLOTS)
+        return
     params = load_params(args.params)
     from imgclf.evaluation import evaluate
     from imgclf.tracking.wandb_run import Tracker
 
     with Tracker.start(params, "evaluate") as tracker:
-        evaluate.run(params.evaluate, args.data, args.model, args.metrics, args.plots, tracker)
+        evaluate.run(params.evaluate, args.data, args.model, args.metrics or STAGE_METRICS,
+                     args.plots or STAGE_PLOTS, tracker)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from imgclf.inference import predict
+
+    return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
+                       fmt=args.format, output=args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the full traceback of errors (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], None], help: str,
+    def add(name: str, func: Callable[[argparse.Namespace], int | None], help: str,
             description: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=description,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -115,9 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("split", _split, "decode, de-duplicate and split the images",
             "Decode every image of RAW (skipping and reporting unusable files), group "
             "byte-identical files, make a stratified train/val/test split from split.* and "
-            "write the resized images as binary shards plus a manifest into OUT.")
+            "write the resized images as binary shards plus a manifest and the data report "
+            "(report.json) into OUT, and the report's pictures into REPORT_DIR.")
     p.add_argument("--raw", default="data/raw", help="the folder of class sub-folders")
     p.add_argument("--out", default="data/prepared", help="where shards and manifest go")
+    p.add_argument("--report-dir", default="metrics/data_report",
+                   help="where the data report's pictures go (class balance, image sizes, "
+                   "samples of each class); '' for none")
 
     p = add("train", _train, "train the model",
             "Train the architecture of model.* with the settings of train.* on the prepared "
@@ -131,11 +163,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", _evaluate, "score the model on the held-out splits",
             "Score the model on the splits of evaluate.splits and write the metrics (nested "
-            "by split) and the plot data (confusion matrix, ROC, precision-recall).")
-    p.add_argument("--data", default="data/prepared", help="the split stage's output")
+            "by split, with the expected calibration error ece) and the plots of the test "
+            "split: data for DVC (confusion matrix, ROC, precision-recall, reliability) and "
+            "PNG pictures (confusion matrix, reliability diagram, most confident mistakes). "
+            "With --data FOLDER, a folder of class sub-folders instead of the split stage's "
+            "output, it scores those images (class folders matched to the model's classes by "
+            "name) and writes the same metrics, nested under 'folder', and plots; that run is "
+            "not tracked in W&B.")
+    p.add_argument("--data", default="data/prepared",
+                   help="the split stage's output, or a folder of class sub-folders")
     p.add_argument("--model", default="models/model.keras", help="the model to score")
-    p.add_argument("--metrics", default="metrics/eval.json", help="the metrics file")
-    p.add_argument("--plots", default="metrics/plots", help="the folder of plot data")
+    p.add_argument("--metrics", default=None,
+                   help=f"the metrics file (default {STAGE_METRICS}; {FOLDER_METRICS} for a "
+                   "folder of class sub-folders)")
+    p.add_argument("--plots", default=None,
+                   help=f"the folder of plots (default {STAGE_PLOTS}; {FOLDER_PLOTS} for a "
+                   "folder of class sub-folders)")
+
+    p = sub.add_parser(
+        "predict", help="classify image files and folders with the trained model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Classify image files, and the image files (.jpg .jpeg .png .bmp .gif "
+        ".webp .tif .tiff, any case; hidden ones skipped) in folders, recursively, with the "
+        "model, preparing them exactly as for training at the image size stored in the model "
+        "file. Prints file, predicted class, confidence and the top-k classes. A file that "
+        "cannot be read is reported with the reason and the others are still predicted; "
+        "the exit status is then 1 (0 when all were predicted, 2 for a usage error).")
+    p.set_defaults(func=_predict)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+    p.add_argument("--model", default="models/model.keras", help="the model file")
+    p.add_argument("--top-k", type=int, default=3,
+                   help="classes listed per image (at most the number of classes)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="table for people; csv or json (one row or object per file, errors "
+                   "included) for programs")
+    p.add_argument("--output", default=None,
+                   help="write the results to this file instead of standard output")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call")
     report.add_parser(sub)
     return parser
 
@@ -144,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     try:
-        args.func(args)
+        status = args.func(args)
     except UserError as exc:
         if args.debug:
             raise
@@ -153,4 +217,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"imgclf {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

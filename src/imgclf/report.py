@@ -210,6 +210,9 @@ class Plot:
                 for rev, rows in ((base, s.base), (WORKSPACE, s.workspace)) if rows is not None]
 
 
+IMAGE_SUFFIXES = frozenset({".png", ".svg", ".jpg", ".jpeg", ".gif"})
+
+
 def plot_specs(repo: Path, base: str) -> list[Plot]:
     """The plots of ``repo/dvc.yaml``'s top-level ``plots``, with both revisions' data.
 
@@ -229,6 +232,8 @@ def plot_specs(repo: Path, base: str) -> list[Plot]:
             props = props or {}
         else:
             continue
+        if Path(str(name)).suffix.lower() in IMAGE_SUFFIXES:
+            continue  # pictures (confusion.png, ...) are drawn by the stages themselves
         template = str(props.get("template", "linear"))
         x = props.get("x")
         x_field = x if isinstance(x, str) else (next(iter(x.values()), None)
@@ -270,8 +275,10 @@ def _data_files(repo: Path, base: str, path: str) -> list[str]:
     files = set(listed)
     if folder.is_dir():
         files |= {f.relative_to(repo).as_posix() for f in folder.rglob("*") if f.is_file()}
+    is_folder = folder.is_dir() or bool(listed)
     files = {f for f in files if Path(f).suffix.lower() in DATA_SUFFIXES}
-    return sorted(files) if files else [path]
+    # A folder of pictures only (the data report's samples) has nothing to draw.
+    return sorted(files) if files or is_folder else [path]
 
 
 def _git_show(repo: Path, rev: str, path: str) -> bytes | None:

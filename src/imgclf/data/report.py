@@ -1,33 +1,109 @@
-"""The split stage's data report: what was kept, what was skipped and why (pure)."""
+"""The split stage's data report: what was kept, what was skipped and why (pure).
+
+``split_report`` builds ``data/prepared/report.json``: images per class and split,
+the skipped files with their reasons, the groups of duplicates, and the sizes of the
+original files (before resizing) with their aspect ratios. The pictures drawn from it
+are made by :mod:`imgclf.data.report_plots`.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+# Upper edges of the aspect-ratio (width / height) bins of the report; 0.95-1.05 is
+# "about square", below it portrait, above it landscape.
+ASPECT_EDGES = (0.5, 0.75, 0.95, 1.05, 1.33, 2.0)
+
 
 def split_report(class_names: Sequence[str], rows: Sequence[dict[str, str]],
                  skipped: Sequence[dict[str, str]], groups: np.ndarray,
-                 paths: Sequence[str]) -> dict[str, Any]:
+                 paths: Sequence[str], sizes: Mapping[str, tuple[int, int]] | None = None,
+                 image_size: int | None = None) -> dict[str, Any]:
     """A JSON-ready summary of a split.
 
     ``rows`` are the manifest rows (path, label, split, sha256); ``skipped`` the files
     left out with their reason; ``groups`` the ``(N,)`` duplicate-group id of each
-    decoded file in ``paths``.
+    decoded file in ``paths``. With ``sizes`` (path -> original ``(width, height)``,
+    for at least every row) the report has an ``image_sizes`` section (see
+    :func:`size_report`); ``image_size`` is the size the images were resized to.
     """
     per_split = Counter((r["split"], r["label"]) for r in rows)
     splits = sorted({r["split"] for r in rows}, key=["train", "val", "test"].index)
     members: dict[int, list[str]] = {}
     for g, path in zip(groups.tolist(), paths, strict=True):
         members.setdefault(g, []).append(path)
-    return {
+    per_class = Counter(r["label"] for r in rows)
+    report: dict[str, Any] = {
         "images": len(rows),
         "classes": list(class_names),
         "counts": {s: {c: per_split[(s, c)] for c in class_names} for s in splits},
+        "per_class": {c: per_class[c] for c in class_names},
         "skipped": sorted(skipped, key=lambda r: r["path"]),
         "skipped_by_reason": dict(Counter(r["reason"].split(" (")[0] for r in skipped)),
         "duplicate_groups": [m for m in members.values() if len(m) > 1],
+    }
+    if sizes is not None:
+        report["image_sizes"] = size_report(class_names, rows, sizes, image_size)
+    return report
+
+
+def _stats(values: np.ndarray, decimals: int, pixels: bool = False) -> dict[str, float]:
+    """min, median, mean, max (min and max as ints for ``pixels``); {} for no values."""
+    if not values.size:
+        return {}
+    ends = int if pixels else float
+    return {"min": ends(round(float(values.min()), decimals)),
+            "median": round(float(np.median(values)), decimals),
+            "mean": round(float(values.mean()), decimals),
+            "max": ends(round(float(values.max()), decimals))}
+
+
+def _size_stats(wh: np.ndarray) -> dict[str, dict[str, float]]:
+    """min/median/mean/max of width, height and aspect ratio of ``(N, 2)`` sizes."""
+    return {"width": _stats(wh[:, 0], 1, pixels=True),
+            "height": _stats(wh[:, 1], 1, pixels=True),
+            "aspect_ratio": _stats(wh[:, 0] / np.maximum(wh[:, 1], 1), 4)}
+
+
+def size_report(class_names: Sequence[str], rows: Sequence[dict[str, str]],
+                sizes: Mapping[str, tuple[int, int]],
+                image_size: int | None = None) -> dict[str, Any]:
+    """The original sizes of the images of ``rows``: how far resizing had to go.
+
+    * ``width``, ``height``, ``aspect_ratio`` (width / height): min, median, mean, max;
+    * ``orientation``: how many are landscape, square or portrait;
+    * ``aspect_ratio_histogram``: ``{"from", "to", "count"}`` rows over the bins of
+      :data:`ASPECT_EDGES` (``to`` None for the last, open bin);
+    * ``smaller_than_target``: images with a side below ``image_size`` (enlarged);
+    * ``per_class``: the three statistics of each class;
+    * ``sizes``: every distinct ``{"class", "width", "height", "count"}``, most common
+      first within each class: the whole distribution, compact when sizes repeat.
+    """
+    wh = np.array([sizes[r["path"]] for r in rows], dtype=np.float64).reshape(-1, 2)
+    labels = [r["label"] for r in rows]
+    aspect = wh[:, 0] / np.maximum(wh[:, 1], 1)
+    edges = [0.0, *ASPECT_EDGES]
+    bins = np.searchsorted(ASPECT_EDGES, aspect, side="right")
+    histogram = [{"from": edges[b], "to": edges[b + 1] if b + 1 < len(edges) else None,
+                  "count": int((bins == b).sum())} for b in range(len(edges))]
+    distinct = Counter((label, int(w), int(h)) for label, (w, h) in zip(labels, wh, strict=True))
+    order = {c: i for i, c in enumerate(class_names)}
+    return {
+        **_size_stats(wh),
+        "orientation": {"landscape": int((wh[:, 0] > wh[:, 1]).sum()),
+                        "square": int((wh[:, 0] == wh[:, 1]).sum()),
+                        "portrait": int((wh[:, 0] < wh[:, 1]).sum())},
+        "aspect_ratio_histogram": histogram,
+        "resized_to": image_size,
+        "smaller_than_target": (int((wh.min(axis=1) < image_size).sum()) if image_size
+                                and len(wh) else 0),
+        "per_class": {c: _size_stats(wh[[label == c for label in labels]])
+                      for c in class_names},
+        "sizes": [{"class": c, "width": w, "height": h, "count": n} for (c, w, h), n in
+                  sorted(distinct.items(), key=lambda kv: (order.get(kv[0][0], 0), -kv[1],
+                                                           kv[0][1], kv[0][2]))],
     }

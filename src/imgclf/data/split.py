@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import ExifTags, Image
 from tqdm import tqdm
 
 from imgclf import fsutil
@@ -78,15 +80,27 @@ def scan(raw: Path) -> Scan:
     return Scan(class_names, files, skipped)
 
 
-def _decode(job: tuple[str, int]) -> tuple[str, int, bytes] | str:
-    """Worker: ``(sha256, dhash, pixels)`` of one file, or the reason it is unusable."""
+def _decode(job: tuple[str, int]) -> tuple[str, int, bytes, tuple[int, int]] | str:
+    """Worker: ``(sha256, dhash, pixels, original (width, height))`` of one file, or the
+    reason it is unusable."""
     path, size = job
     try:
         data = Path(path).read_bytes()
         pixels = load_image(path, size)
     except (ImageError, OSError) as exc:
         return str(exc)
-    return hashlib.sha256(data).hexdigest(), dhash(pixels), pixels.tobytes()
+    return hashlib.sha256(data).hexdigest(), dhash(pixels), pixels.tobytes(), _size(data)
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    """Width and height of an encoded image as shown (EXIF rotation applied), for the report."""
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+        try:
+            turned = im.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+        except Exception:  # a broken EXIF block: load_image ignored it too
+            turned = False
+    return (height, width) if turned else (width, height)
 
 
 def _decoded(paths: list[str], size: int) -> object:
@@ -104,7 +118,9 @@ def _decoded(paths: list[str], size: int) -> object:
 
 
 def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
-        out: str | os.PathLike[str]) -> None:
+        out: str | os.PathLike[str], report_dir: str | os.PathLike[str] | None = None) -> None:
+    """Split ``raw`` into ``out``; with ``report_dir``, draw the data report's pictures
+    there too (see :mod:`imgclf.data.report_plots`)."""
     raw, size = Path(raw), data.image_size
     found = scan(raw)
     fractions = (split.train, split.val, split.test)
@@ -114,6 +130,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         kept: list[int] = []  # index into found.files of each usable image
         shas: list[str] = []
         hashes: list[int] = []
+        sizes: list[tuple[int, int]] = []  # original (width, height)
         skipped = list(found.skipped)
         pool_path = tmp / "decoded.tmp"
         with open(pool_path, "wb") as pool_file:
@@ -124,11 +141,12 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
                 if isinstance(result, str):
                     skipped.append({"path": found.files[i][0], "reason": result})
                     continue
-                sha, dh, pixels = result
+                sha, dh, pixels, wh = result
                 pool_file.write(encode_record(found.files[i][1], np.frombuffer(pixels, np.uint8)))
                 kept.append(i)
                 shas.append(sha)
                 hashes.append(dh)
+                sizes.append(wh)
 
         paths = [found.files[i][0] for i in kept]
         labels = np.array([found.files[i][1] for i in kept], dtype=np.int64)
@@ -165,8 +183,13 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
             writer_csv = csv.DictWriter(f, fieldnames=["path", "label", "split", "sha256"])
             writer_csv.writeheader()
             writer_csv.writerows(rows)
-        report = split_report(class_names, rows, skipped, groups, paths)
+        report = split_report(class_names, rows, skipped, groups, paths,
+                              dict(zip(paths, sizes, strict=True)), size)
         fsutil.write_json(tmp / "report.json", report)
+        if report_dir is not None:
+            from imgclf.data.report_plots import write_report_plots  # matplotlib: only here
+
+            write_report_plots(report, tmp, rows, report_dir)
     print(f"split: {len(rows)} images of {len(class_names)} classes "
           f"({', '.join(f'{k} {v}' for k, v in meta.counts.items())}), "
           f"{len(skipped)} skipped, {len(report['duplicate_groups'])} duplicate groups; "

@@ -1,4 +1,16 @@
-"""The evaluate stage: model + held-out splits -> metrics/eval.json and plot data.
+"""The evaluate stage: model + held-out splits -> metrics/eval.json and plots.
+
+Beside the metrics of each split (with the expected calibration error ``ece``), the
+plots folder gets the test split's error analysis:
+
+* ``confusion.json``, ``roc/<class>.json``, ``precision_recall/<class>.json`` and
+  ``calibration.json`` (the reliability diagram): plot data for DVC;
+* ``confusion.png``, ``calibration.png`` and ``misclassified.png`` (the most confident
+  mistakes): pictures for places that cannot draw DVC plots.
+
+``run_folder`` scores the model the same way on any folder of class sub-folders
+(``imgclf evaluate --data FOLDER``). The computations live in ``metrics``, ``curves``,
+``calibration`` and ``gallery``; this module reads and writes.
 
 A W&B ``Tracker`` (optional; ``imgclf evaluate`` passes one) gets the metrics as the run
 summary, and the test split's charts and misclassified images.
@@ -8,21 +20,35 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from imgclf import fsutil
-from imgclf.data.shards import ShardsMeta, read_meta
+from imgclf.data.images import load_image
+from imgclf.data.shards import ShardsMeta, read_meta, read_split
 from imgclf.errors import UserError
+from imgclf.evaluation.calibration import expected_calibration_error, reliability_rows
 from imgclf.evaluation.curves import confusion_rows, pr_points, roc_points
+from imgclf.evaluation.gallery import (
+    confusion_figure,
+    gallery_figure,
+    reliability_figure,
+    save_png,
+)
 from imgclf.evaluation.metrics import classification_metrics
-from imgclf.models.saving import load_model
+from imgclf.models.saving import load_model, read_info
 from imgclf.params import EvaluateParams
 from imgclf.tracking.wandb_run import Tracker
 from imgclf.training.dataset import make_dataset
 
-PLOTS_SPLIT = "test"  # the confusion matrix and curves are drawn for this split
+PLOTS_SPLIT = "test"  # the confusion matrix, curves and pictures are drawn for this split
+FOLDER_KEY = "folder"  # run_folder's metrics are nested under this key
+FOLDER_METRICS = "metrics/folder/eval.json"  # run_folder's default outputs
+FOLDER_PLOTS = "metrics/folder/plots"
 
 
 def predict_split(model: object, data: str | os.PathLike[str], meta: ShardsMeta, split: str,
@@ -34,6 +60,14 @@ def predict_split(model: object, data: str | os.PathLike[str], meta: ShardsMeta,
         probs.append(model.predict_on_batch(images))  # type: ignore[attr-defined]
         labels.append(y.numpy())
     return np.concatenate(labels), np.concatenate(probs)
+
+
+def split_metrics(y_true: np.ndarray, probs: np.ndarray,
+                  class_names: Sequence[str]) -> dict[str, Any]:
+    """``classification_metrics`` plus the expected calibration error ``ece``."""
+    metrics = classification_metrics(y_true, probs, class_names)
+    per_class = metrics.pop("per_class")
+    return {**metrics, "ece": expected_calibration_error(y_true, probs), "per_class": per_class}
 
 
 def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | os.PathLike[str],
@@ -50,7 +84,7 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
         if not meta.counts.get(split):
             continue  # e.g. no val images in a tiny dataset
         y_true, probs = predict_split(model, data, meta, split, params.batch_size)
-        metrics[split] = classification_metrics(y_true, probs, meta.class_names)
+        metrics[split] = split_metrics(y_true, probs, meta.class_names)
         if split == PLOTS_SPLIT:
             plotted = (y_true, probs)
     if plotted is None:
@@ -58,18 +92,132 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
 
     y_true, probs = plotted
     names = meta.class_names
+    images = split_images(data, PLOTS_SPLIT, y_true)
+    write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split")
+    fsutil.write_json(metrics_path, metrics)
+    tracker.log_summary(metrics)
+    tracker.log_test_results(data, y_true, probs, names)
+    _summary(metrics, metrics_path)
+
+
+def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -> np.ndarray:
+    """The ``(N, S, S, 3)`` images of ``split``, memory-mapped, in the order it was scored.
+
+    ``make_dataset`` reads an unshuffled split in the records' order, so sample ``i``
+    of ``predict_split`` is record ``i``; the labels are checked to be sure.
+    """
+    images, labels = read_split(data, split)
+    if not np.array_equal(labels, y_true):
+        raise ValueError(f"the {split} shards of {data} do not match the scored labels")
+    return images
+
+
+def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np.ndarray,
+                class_names: Sequence[str], images: Any, what: str) -> None:
+    """Replace ``plots_dir`` with the plot data and pictures of one scored set.
+
+    ``images[i]`` is the ``(H, W, 3)`` image of sample ``i`` (needed for the most
+    confident mistakes only); ``what`` names the set in the pictures' titles.
+    """
+    names = list(class_names)
+    predicted = probs.argmax(1)
+    calibration = reliability_rows(y_true, probs)
+    ece = expected_calibration_error(y_true, probs)
     with fsutil.atomic_dir(plots_dir) as tmp:
-        _dump(tmp / "confusion.json", confusion_rows(y_true, probs.argmax(1), names))
+        _dump(tmp / "confusion.json", confusion_rows(y_true, predicted, names))
         for folder, curves in (("roc", roc_points(y_true, probs, names)),
                                ("precision_recall", pr_points(y_true, probs, names))):
             (tmp / folder).mkdir()
             for name, rows in curves.items():
                 _dump(tmp / folder / f"{name}.json", rows)
+        _dump(tmp / "calibration.json", calibration)
+        save_png(confusion_figure(y_true, predicted, names, f"Confusion matrix, {what}"),
+                 tmp / "confusion.png")
+        save_png(reliability_figure(calibration, ece, f"Reliability, {what}"),
+                 tmp / "calibration.png")
+        save_png(gallery_figure(images, y_true, probs, names,
+                                title=f"Most confident mistakes, {what}"),
+                 tmp / "misclassified.png")
+
+
+def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
+               model_path: str | os.PathLike[str],
+               metrics_path: str | os.PathLike[str] = FOLDER_METRICS,
+               plots_dir: str | os.PathLike[str] = FOLDER_PLOTS) -> None:
+    """Score the model on ``folder``'s class sub-folders (any image set, not only a split).
+
+    Images are prepared as for training (``load_image`` at the model's image size);
+    sub-folders are matched by name to the model's classes. The metrics, nested under
+    ``"folder"``, and the plots are those of the evaluate stage.
+    """
+    from imgclf.inference.predict import predict_paths
+
+    folder = Path(folder)
+    paths, labels = labelled_images(folder, read_info(model_path).class_names)  # before Keras
+    model, info = load_model(model_path)
+    probs, errors = predict_paths(model, paths, info.image_size, params.batch_size)
+    ok = [i for i, e in enumerate(errors) if e is None]
+    failed = [(paths[i], e) for i, e in enumerate(errors) if e is not None]
+    for path, error in failed:
+        print(f"evaluate: skipped {path}: {error}", file=sys.stderr)
+    if not ok:
+        raise UserError(f"{folder}: none of the {len(paths)} image files could be read")
+    kept = [paths[i] for i in ok]
+    y_true, probs = np.asarray(labels, dtype=np.int64)[ok], probs[ok].astype(np.float64)
+    metrics = {FOLDER_KEY: split_metrics(y_true, probs, info.class_names)}
+    images = _LazyImages(kept, info.image_size)
+    write_plots(plots_dir, y_true, probs, info.class_names, images, folder.name or str(folder))
     fsutil.write_json(metrics_path, metrics)
-    tracker.log_summary(metrics)
-    tracker.log_test_results(data, y_true, probs, names)
-    summary = ", ".join(f"{s} accuracy {m['accuracy']:.4f}" for s, m in metrics.items())
-    print(f"evaluate: {summary}; metrics in {metrics_path}")
+    _summary(metrics, metrics_path, skipped=len(failed))
+
+
+def labelled_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path], list[int]]:
+    """The image files of ``folder/<class>/`` (recursively) and their class indices.
+
+    Files are found as ``imgclf predict`` finds them in a folder (image extensions, no
+    hidden files). A sub-folder whose name is not a class of the model is an error.
+    """
+    from imgclf.inference.predict import find_images
+
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder; give a prepared split (data/prepared) or "
+                        "a folder with one sub-folder of images per class")
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [p.name for p in subfolders if p.name not in class_names]
+    if unknown:
+        raise UserError(f"{folder}: class folder(s) {', '.join(unknown)} are not classes of "
+                        f"the model ({', '.join(class_names)}); rename or remove them")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for sub in subfolders:
+        files = find_images([sub])
+        paths += files
+        labels += [list(class_names).index(sub.name)] * len(files)
+    if not paths:
+        raise UserError(f"{folder}: no image files in class sub-folders "
+                        f"({', '.join(class_names)})")
+    return paths, labels
+
+
+class _LazyImages:
+    """``images[i]``: the i-th file decoded on demand (the gallery needs only a few)."""
+
+    def __init__(self, paths: Sequence[Path], size: int) -> None:
+        self.paths, self.size = paths, size
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return load_image(self.paths[i], self.size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _summary(metrics: Mapping[str, Mapping[str, Any]], metrics_path: str | os.PathLike[str],
+             skipped: int = 0) -> None:
+    summary = ", ".join(f"{s} accuracy {m['accuracy']:.4f} (ECE {m['ece']:.4f})"
+                        for s, m in metrics.items())
+    more = f", {skipped} unreadable files skipped" if skipped else ""
+    print(f"evaluate: {summary}{more}; metrics in {metrics_path}")
 
 
 def _dump(path: Path, rows: list[dict]) -> None:

@@ -1,0 +1,146 @@
+"""Error-analysis pictures of the evaluate stage, as PNG-ready matplotlib figures.
+
+* :func:`gallery_figure`: the most confident mistakes, each image with its true class,
+  predicted class and confidence;
+* :func:`confusion_figure`: the confusion matrix, for places that cannot draw DVC's
+  vega plots (a pull request, a plain file browser);
+* :func:`reliability_figure`: the reliability diagram of
+  :mod:`imgclf.evaluation.calibration`.
+
+Figures are built with matplotlib's object API and drawn by the Agg backend
+(:func:`save_png`): no pyplot, no global state, no display needed. The functions take
+arrays and return a ``Figure``; only :func:`save_png` writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from imgclf import fsutil
+from imgclf.evaluation.metrics import confusion_matrix
+
+GALLERY_SIZE = 16
+"""Default number of images in the gallery."""
+WRONG = "#c0392b"
+RIGHT = "#1e8449"
+
+
+def worst_mistakes(y_true: np.ndarray, probs: np.ndarray,
+                   limit: int = GALLERY_SIZE) -> np.ndarray:
+    """Indices of the misclassified samples, most confident first, at most ``limit``.
+
+    Ties keep the sample order (a stable sort), so the choice is reproducible.
+    """
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    predicted = probs.argmax(axis=1)
+    confidence = probs[np.arange(len(predicted)), predicted]
+    wrong = np.flatnonzero(predicted != y_true)
+    return wrong[np.argsort(-confidence[wrong], kind="stable")][:max(limit, 0)]
+
+
+def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
+                   class_names: Sequence[str], limit: int = GALLERY_SIZE,
+                   columns: int = 4, title: str = "Most confident mistakes") -> Figure:
+    """A grid of the ``limit`` most confident mistakes (see :func:`worst_mistakes`).
+
+    ``images`` is anything indexable by sample number giving an ``(H, W, 3)`` uint8
+    image (an array, a memory-mapped split, a lazy loader): only the chosen samples are
+    read. ``y_true`` (N,) and ``probs`` (N, C) are in the same order. With no mistake
+    the figure says so.
+    """
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    chosen = worst_mistakes(y_true, probs, limit)
+    predicted = probs.argmax(axis=1)
+    columns = max(1, min(columns, len(chosen)))
+    rows = max(1, math.ceil(len(chosen) / columns))
+    size = (2.4 * columns, 2.6 * rows + 0.5) if len(chosen) else (6.4, 2.4)
+    fig = Figure(figsize=size, dpi=100)
+    fig.suptitle(f"{title} ({len(chosen)} of {int((predicted != y_true).sum())} wrong, "
+                 f"{len(y_true)} images)", fontsize=11)
+    if not len(chosen):
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No misclassified images", ha="center", va="center", fontsize=12,
+                color=RIGHT)
+        return fig
+    for n, i in enumerate(chosen.tolist()):
+        ax = fig.add_subplot(rows, columns, n + 1)
+        ax.imshow(np.asarray(images[i], dtype=np.uint8), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor(WRONG)
+            spine.set_linewidth(2)
+        ax.set_title(f"true: {class_names[y_true[i]]}\npredicted: "
+                     f"{class_names[predicted[i]]} ({probs[i, predicted[i]]:.2f})",
+                     fontsize=9, color=WRONG)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                     title: str = "Confusion matrix") -> Figure:
+    """Counts of true (rows) against predicted (columns) classes, shaded by row share."""
+    n = len(class_names)
+    matrix = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), n)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    side = max(3.5, 0.6 * n + 2)
+    fig = Figure(figsize=(side + 0.8, side), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    shaded = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shaded, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_xticks(range(n), labels=class_names, rotation=45 if n > 4 else 0, ha="right"
+                  if n > 4 else "center")
+    ax.set_yticks(range(n), labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(f"{title} ({int(matrix.sum())} images)")
+    if n <= 30:
+        for (r, c), count in np.ndenumerate(matrix):
+            ax.text(c, r, str(count), ha="center", va="center", fontsize=9,
+                    color="white" if share[r, c] > 0.5 else "black")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(rows: Sequence[dict[str, float | int]], ece: float,
+                       title: str = "Reliability diagram") -> Figure:
+    """Accuracy against mean confidence per bin (the rows of ``reliability_rows``).
+
+    Points on the diagonal are calibrated; below it the model is overconfident. The
+    size of each point is its bin's share of the images.
+    """
+    fig = Figure(figsize=(4.8, 4.4), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated")
+    if rows:
+        total = sum(int(r["count"]) for r in rows)
+        x = [float(r["confidence"]) for r in rows]
+        y = [float(r["accuracy"]) for r in rows]
+        ax.plot(x, y, color=WRONG, linewidth=1.5, label="model")
+        ax.scatter(x, y, s=[20 + 300 * int(r["count"]) / total for r in rows], color=WRONG,
+                   zorder=3)
+    ax.set_xlim(0, 1.03)
+    ax.set_ylim(0, 1.03)
+    ax.set_xlabel("confidence (mean of the bin)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}, ECE {ece:.3f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str]) -> None:
+    """Draw ``fig`` with the Agg backend into the PNG file ``path`` (atomically)."""
+    FigureCanvasAgg(fig)
+    with fsutil.atomic_path(path) as tmp:
+        # No "Software" entry: the bytes depend on the picture only, so an unchanged
+        # plot stays byte-identical in git.
+        fig.savefig(tmp, format="png", metadata={"Software": None})

@@ -1,0 +1,1 @@
+"""Using a trained model on new images: ``imgclf predict`` (see :mod:`.predict`)."""

@@ -1,0 +1,233 @@
+"""``imgclf predict``: classify image files and folders with a saved model.
+
+The images are prepared exactly as for training: :func:`imgclf.data.images.load_image`
+(EXIF orientation, any colour mode to RGB, transparency on white, resize) at the image
+size stored in the model file (:class:`imgclf.models.saving.ModelInfo`), so a model
+file alone is enough. Files are decoded in a thread pool (Pillow releases the GIL
+while decoding) one batch ahead of the model, which predicts batch by batch.
+
+A file that cannot be used never stops the others: its ``Prediction`` carries the
+reason instead, and :func:`run` returns 1 when any file failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from imgclf import fsutil
+from imgclf.data.images import ImageError, load_image
+from imgclf.errors import UserError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+"""Files with these extensions (any case) are taken from folders; named files always are."""
+TOP_K = 3
+BATCH_SIZE = 32
+DECIMALS = 6
+Format = Literal["table", "csv", "json"]
+FORMATS: tuple[Format, ...] = ("table", "csv", "json")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One file's result: the top classes, or the reason it could not be used."""
+
+    path: str
+    predicted: str | None = None
+    confidence: float | None = None
+    top_k: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "predicted": self.predicted, "confidence": self.confidence,
+                "top_k": [[name, p] for name, p in self.top_k]}
+
+
+# --- which files --------------------------------------------------------------------------
+
+
+def find_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The files to classify, in the order given.
+
+    A folder contributes the files with an image extension (:data:`IMAGE_SUFFIXES`)
+    found in it recursively, sorted, skipping hidden files and folders (names starting
+    with a dot). Anything else named is taken as it is, so a named file that is missing
+    or not an image is reported rather than silently dropped.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append(path)
+            continue
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found += [Path(dirpath) / name for name in sorted(filenames)
+                      if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return found
+
+
+# --- decoding and predicting ----------------------------------------------------------------
+
+
+def _load(path: Path, size: int) -> np.ndarray | str:
+    """The model's input pixels of ``path``, or the reason it cannot be used."""
+    try:
+        return load_image(path, size)
+    except ImageError as exc:
+        return str(exc)
+
+
+def decoded_batches(paths: Sequence[Path], size: int, batch_size: int = BATCH_SIZE,
+                    workers: int | None = None) -> Iterator[list[np.ndarray | str]]:
+    """Yield each batch of ``paths`` decoded (arrays, or reasons), the next one decoding
+    in a thread pool meanwhile."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    starts = range(0, len(paths), batch_size)
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers, thread_name_prefix="imgclf-decode") as pool:
+
+        def submit(start: int) -> list[Future[np.ndarray | str]]:
+            return [pool.submit(_load, p, size) for p in paths[start:start + batch_size]]
+
+        pending = submit(0) if starts else []
+        for start in starts:
+            batch = [f.result() for f in pending]
+            pending = submit(start + batch_size) if start + batch_size < len(paths) else []
+            yield batch
+
+
+def predict_paths(model: Any, paths: Sequence[Path], image_size: int,
+                  batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, list[str | None]]:
+    """Class probabilities of every file: ``(probs (N, C) float32, errors (N,))``.
+
+    ``errors[i]`` is None for a file that was predicted, else the reason it could not
+    be read, and ``probs[i]`` is then all NaN.
+    """
+    probs: np.ndarray | None = None
+    errors: list[str | None] = []
+    for start, batch in zip(range(0, len(paths), batch_size),
+                            decoded_batches(paths, image_size, batch_size), strict=True):
+        good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
+        errors += [item if isinstance(item, str) else None for item in batch]
+        if not good:
+            continue
+        pixels = np.stack([batch[i] for i in good]).astype(np.float32)
+        out = np.asarray(model.predict_on_batch(pixels), dtype=np.float32)
+        if probs is None:
+            probs = np.full((len(paths), out.shape[1]), np.nan, dtype=np.float32)
+        probs[[start + i for i in good]] = out
+    if probs is None:  # nothing could be read
+        probs = np.full((len(paths), 0), np.nan, dtype=np.float32)
+    return probs, errors
+
+
+def to_predictions(paths: Sequence[Path], probs: np.ndarray, errors: Sequence[str | None],
+                   class_names: Sequence[str], top_k: int = TOP_K) -> list[Prediction]:
+    """One :class:`Prediction` per file, with the ``top_k`` classes (at most all of them)."""
+    k = max(1, min(top_k, len(class_names)))
+    out = []
+    for path, p, error in zip(paths, probs, errors, strict=True):
+        if error is not None:
+            out.append(Prediction(str(path), error=error))
+            continue
+        order = np.argsort(-p, kind="stable")[:k]
+        ranked = tuple((class_names[c], round(float(p[c]), DECIMALS)) for c in order.tolist())
+        out.append(Prediction(str(path), ranked[0][0], ranked[0][1], ranked))
+    return out
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def format_table(predictions: Sequence[Prediction]) -> str:
+    """Aligned columns file, predicted, confidence, top-k of the files that were predicted."""
+    done = [p for p in predictions if p.error is None]
+    if not done:
+        return ""
+    k = max(len(p.top_k) for p in done)
+    header = ("file", "predicted", "confidence", f"top {k}")
+    rows = [(p.path, p.predicted or "", f"{p.confidence:.4f}",
+             ", ".join(f"{name} {prob:.3f}" for name, prob in p.top_k)) for p in done]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}"
+             for r in [header, *rows]]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def format_csv(predictions: Sequence[Prediction]) -> str:
+    """``path,predicted,confidence,class_1,prob_1,...,class_k,prob_k,error``."""
+    k = max((len(p.top_k) for p in predictions), default=0)
+    ranks = [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "prob")]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "predicted", "confidence", *ranks, "error"])
+    for p in predictions:
+        cells = [cell for name, prob in p.top_k for cell in (name, prob)]
+        cells += [""] * (2 * k - len(cells))
+        writer.writerow([p.path, p.predicted or "", "" if p.confidence is None else p.confidence,
+                         *cells, p.error or ""])
+    return buf.getvalue()
+
+
+def format_json(predictions: Sequence[Prediction]) -> str:
+    """A list of ``{path, predicted, confidence, top_k: [[class, p], ...]}`` or
+    ``{path, error}`` objects."""
+    objects = [json.dumps(p.to_json(), allow_nan=False) for p in predictions]
+    return "[\n" + ",\n".join(f"  {o}" for o in objects) + ("\n]\n" if objects else "]\n")
+
+
+FORMATTERS = {"table": format_table, "csv": format_csv, "json": format_json}
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[str],
+        top_k: int = TOP_K, batch_size: int = BATCH_SIZE, fmt: Format = "table",
+        output: str | os.PathLike[str] | None = None) -> int:
+    """Predict ``paths`` and print (or write to ``output``) the results; 1 if any failed."""
+    if top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {top_k}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if fmt not in FORMATTERS:
+        raise UserError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    files = find_images(paths)
+    if not files:
+        raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
+                        f"{', '.join(map(str, paths))}")
+    from imgclf.models.saving import load_model  # TensorFlow: only once the input is fine
+
+    model, info = load_model(model_path)
+    probs, errors = predict_paths(model, files, info.image_size, batch_size)
+    if probs.shape[1] not in (0, len(info.class_names)):
+        raise UserError(f"{model_path}: the model gives {probs.shape[1]} scores but names "
+                        f"{len(info.class_names)} classes; retrain it")
+    predictions = to_predictions(files, probs, errors, info.class_names, top_k)
+    failed = [p for p in predictions if p.error is not None]
+    text = FORMATTERS[fmt](predictions)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()  # before the error lines, when both go to one terminal
+    else:
+        fsutil.write_text(output, text)
+    if fmt == "table":  # csv and json hold the errors in their rows
+        for p in failed:
+            print(f"imgclf predict: {p.path}: {p.error}", file=sys.stderr)
+    if output is not None:
+        print(f"predict: {len(predictions) - len(failed)} predicted, {len(failed)} failed; "
+              f"results in {output}", file=sys.stderr)
+    return 1 if failed else 0

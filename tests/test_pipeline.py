@@ -81,8 +81,14 @@ def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
     assert {"accuracy", "precision", "recall", "f1", "auroc", "loss"} <= metrics["test"].keys()
     assert set(metrics["test"]["per_class"]) == {"cat", "dog", "eel"}
     assert (project / "models/model.keras").is_file()
+    assert (project / "metrics/gallery/misclassified.png").is_file()
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "first run")
+    # Pictures made of dataset photos stay in the DVC cache, out of git.
+    tracked = sh(project, "git", "ls-files", "metrics", "data", "models").split()
+    photos = [f for f in tracked if f.endswith(".png") and ("gallery/" in f or "report/" in f)]
+    assert not photos, photos
+    assert "metrics/eval.json" in tracked
 
 
 def test_second_repro_reruns_nothing(project: Path) -> None:

@@ -99,7 +99,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     with Tracker.start(params, "evaluate") as tracker:
         evaluate.run(params.evaluate, args.data, args.model, args.metrics or STAGE_METRICS,
-                     args.plots or STAGE_PLOTS, tracker)
+                     args.plots or STAGE_PLOTS, tracker, args.gallery)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", default=None,
                    help=f"the folder of plots (default {STAGE_PLOTS}; {FOLDER_PLOTS} for a "
                    "folder of class sub-folders)")
+    p.add_argument("--gallery", default=None,
+                   help="where the picture of the most confident mistakes goes (default: "
+                   "inside the plots folder); it shows dataset photos, so the pipeline keeps "
+                   "it in the DVC cache, not in git")
 
     p = sub.add_parser(
         "predict", help="classify image files and folders with the trained model",

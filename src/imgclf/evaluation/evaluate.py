@@ -72,7 +72,7 @@ def split_metrics(y_true: np.ndarray, probs: np.ndarray,
 
 def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | os.PathLike[str],
         metrics_path: str | os.PathLike[str], plots_dir: str | os.PathLike[str],
-        tracker: Tracker | None = None) -> None:
+        tracker: Tracker | None = None, gallery: str | os.PathLike[str] | None = None) -> None:
     tracker = tracker or Tracker.disabled("evaluate")
     meta = read_meta(data)
     model, info = load_model(model_path)
@@ -93,7 +93,7 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     y_true, probs = plotted
     names = meta.class_names
     images = split_images(data, PLOTS_SPLIT, y_true)
-    write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split")
+    write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split", gallery)
     fsutil.write_json(metrics_path, metrics)
     tracker.log_summary(metrics)
     tracker.log_test_results(data, y_true, probs, names)
@@ -113,11 +113,14 @@ def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -
 
 
 def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np.ndarray,
-                class_names: Sequence[str], images: Any, what: str) -> None:
+                class_names: Sequence[str], images: Any, what: str,
+                gallery: str | os.PathLike[str] | None = None) -> None:
     """Replace ``plots_dir`` with the plot data and pictures of one scored set.
 
     ``images[i]`` is the ``(H, W, 3)`` image of sample ``i`` (needed for the most
-    confident mistakes only); ``what`` names the set in the pictures' titles.
+    confident mistakes only); ``what`` names the set in the pictures' titles. The
+    gallery of mistakes shows the photos themselves, so the stage writes it to
+    ``gallery``, a DVC-cached output, rather than into the git-tracked ``plots_dir``.
     """
     names = list(class_names)
     predicted = probs.argmax(1)
@@ -135,9 +138,9 @@ def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np
                  tmp / "confusion.png")
         save_png(reliability_figure(calibration, ece, f"Reliability, {what}"),
                  tmp / "calibration.png")
-        save_png(gallery_figure(images, y_true, probs, names,
-                                title=f"Most confident mistakes, {what}"),
-                 tmp / "misclassified.png")
+        mistakes = gallery_figure(images, y_true, probs, names,
+                                  title=f"Most confident mistakes, {what}")
+        save_png(mistakes, Path(gallery) if gallery else tmp / "misclassified.png")
 
 
 def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],

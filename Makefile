@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `imgclf` and `dvc` from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test lint compare clean-venv help lock container-check
+.PHONY: setup repro test lint compare bench clean-venv help lock container-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,6 +52,9 @@ compare: setup  ## queue $(SWEEP) as DVC experiments, run them, show them by tes
 	$(BIN)/dvc queue status
 	$(BIN)/dvc exp show --sort-by metrics/eval.json:test.accuracy --sort-order desc \
 		--drop 'deps|outs|Created' --precision 4
+
+bench: setup  ## benchmark against the plain Keras baseline (../shared/bench); see bench/README.md
+	$(BIN)/python bench/bench.py
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .

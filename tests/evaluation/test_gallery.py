@@ -14,8 +14,8 @@ from imgclf.evaluation.gallery import (
     gallery_figure,
     reliability_figure,
     save_png,
-    worst_mistakes,
 )
+from imgclf.evaluation.metrics import worst_mistakes
 
 NAMES = ["cat", "dog", "eel"]
 # Samples 0 and 3 are right; 1 (dog, 0.9), 2 (cat, 0.6), 4 (cat, 0.9), 5 (eel, 0.7) wrong.

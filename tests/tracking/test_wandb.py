@@ -311,7 +311,7 @@ def test_wandb_mode_disabled_turns_tracking_off(project: Path, tmp_path: Path,
 
 
 def test_misclassified_table_lists_the_worst_first(tiny_prepared: Path) -> None:
-    _, labels = read_split(tiny_prepared, "test")
+    images, labels = read_split(tiny_prepared, "test")
     names = read_meta(tiny_prepared).class_names
     n = len(labels)
     probs = np.full((n, 3), 0.1, np.float32)
@@ -321,7 +321,7 @@ def test_misclassified_table_lists_the_worst_first(tiny_prepared: Path) -> None:
         probs[i] = 0.0
         probs[i, (labels[i] + 1) % 3] = confidence
         probs[i, labels[i]] = 1 - confidence
-    table = misclassified_table(tiny_prepared, labels, probs, names, limit=2)
+    table = misclassified_table(images, labels, probs, names, limit=2)
     assert table.columns == ["image", "true", "predicted", "confidence", "index"]
     assert [row[4] for row in table.data] == [3, 5]  # most confidently wrong first
     assert [row[3] for row in table.data] == [pytest.approx(0.9), pytest.approx(0.7)]

@@ -19,7 +19,7 @@ from PIL import ExifTags, Image
 from tqdm import tqdm
 
 from imgclf import fsutil
-from imgclf.data.images import ImageError, dhash, load_image
+from imgclf.data.images import ImageError, decode_image, dhash
 from imgclf.data.report import split_report
 from imgclf.data.shards import LABEL_BYTES, ShardsMeta, ShardWriter, encode_record
 from imgclf.data.splitting import (
@@ -86,7 +86,7 @@ def _decode(job: tuple[str, int]) -> tuple[str, int, bytes, tuple[int, int]] | s
     path, size = job
     try:
         data = Path(path).read_bytes()
-        pixels = load_image(path, size)
+        pixels = decode_image(data, size)  # the bytes just hashed: read each file once
     except (ImageError, OSError) as exc:
         return str(exc)
     return hashlib.sha256(data).hexdigest(), dhash(pixels), pixels.tobytes(), _size(data)

@@ -96,7 +96,7 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split", gallery)
     fsutil.write_json(metrics_path, metrics)
     tracker.log_summary(metrics)
-    tracker.log_test_results(data, y_true, probs, names)
+    tracker.log_test_results(images, y_true, probs, names)
     _summary(metrics, metrics_path)
 
 

@@ -24,25 +24,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from imgclf import fsutil
-from imgclf.evaluation.metrics import confusion_matrix
+from imgclf.evaluation.metrics import confusion_matrix, worst_mistakes
 
 GALLERY_SIZE = 16
 """Default number of images in the gallery."""
 WRONG = "#c0392b"
 RIGHT = "#1e8449"
-
-
-def worst_mistakes(y_true: np.ndarray, probs: np.ndarray,
-                   limit: int = GALLERY_SIZE) -> np.ndarray:
-    """Indices of the misclassified samples, most confident first, at most ``limit``.
-
-    Ties keep the sample order (a stable sort), so the choice is reproducible.
-    """
-    y_true, probs = np.asarray(y_true), np.asarray(probs)
-    predicted = probs.argmax(axis=1)
-    confidence = probs[np.arange(len(predicted)), predicted]
-    wrong = np.flatnonzero(predicted != y_true)
-    return wrong[np.argsort(-confidence[wrong], kind="stable")][:max(limit, 0)]
 
 
 def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,

@@ -166,3 +166,17 @@ def classification_metrics(
             for k, name in enumerate(class_names)
         },
     }
+
+
+def worst_mistakes(y_true: np.ndarray, probs: np.ndarray,
+                   limit: int | None = None) -> np.ndarray:
+    """Indices of the misclassified samples, most confident first, at most ``limit`` (all).
+
+    Ties keep the sample order (a stable sort), so the choice is reproducible.
+    """
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    predicted = probs.argmax(axis=1)
+    confidence = probs[np.arange(len(predicted)), predicted]
+    wrong = np.flatnonzero(predicted != y_true)
+    ranked = wrong[np.argsort(-confidence[wrong], kind="stable")]
+    return ranked if limit is None else ranked[:max(limit, 0)]

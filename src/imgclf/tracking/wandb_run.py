@@ -48,6 +48,7 @@ import numpy as np
 import yaml
 
 from imgclf.data.sources import parse_dotenv
+from imgclf.evaluation.metrics import worst_mistakes
 from imgclf.params import Params, WandbParams, to_dict
 
 INIT_TIMEOUT_S = 15.0
@@ -210,17 +211,17 @@ class Tracker:
         artifact.add_file(str(path))
         self._run.log_artifact(artifact)
 
-    def log_test_results(self, data: str | os.PathLike[str], y_true: np.ndarray,
-                         probs: np.ndarray, class_names: list[str]) -> None:
+    def log_test_results(self, images: Any, y_true: np.ndarray, probs: np.ndarray,
+                         class_names: list[str]) -> None:
         """The test split's confusion matrix, ROC and PR charts, and misclassified images.
 
-        ``y_true`` and ``probs`` are in the order of the test shards in ``data``, whose
-        images the misclassified table shows.
+        ``images[i]`` is the ``(H, W, 3)`` image scored as ``y_true[i]``/``probs[i]`` (the
+        evaluate stage passes the memory-mapped test shards it already checked).
         """
-        self._call("test charts", self._log_test_results, Path(data), np.asarray(y_true),
+        self._call("test charts", self._log_test_results, images, np.asarray(y_true),
                    np.asarray(probs), list(class_names))
 
-    def _log_test_results(self, data: Path, y_true: np.ndarray, probs: np.ndarray,
+    def _log_test_results(self, images: Any, y_true: np.ndarray, probs: np.ndarray,
                           class_names: list[str]) -> None:
         import wandb
 
@@ -240,7 +241,7 @@ class Tracker:
         }
         if self._settings.misclassified:
             charts["test/misclassified"] = misclassified_table(
-                data, y_true, probs, class_names, self._settings.misclassified)
+                images, y_true, probs, class_names, self._settings.misclassified)
         self._run.log(charts)
 
     # --- the guard ---------------------------------------------------------------------
@@ -380,24 +381,16 @@ def _curve_chart(curves: dict[str, list[dict[str, float]]], x: str, y: str, titl
                             {"title": title, "x-axis-title": x_title, "y-axis-title": y_title})
 
 
-def misclassified_table(data: Path, y_true: np.ndarray, probs: np.ndarray,
+def misclassified_table(images: Any, y_true: np.ndarray, probs: np.ndarray,
                         class_names: list[str], limit: int) -> Any:
-    """The ``limit`` most confidently wrong test images: image, true, predicted, confidence."""
+    """The ``limit`` most confidently wrong images: image, true, predicted, confidence."""
     import wandb
 
-    from imgclf.data.shards import read_split
-
-    images, labels = read_split(data, "test")
-    if not np.array_equal(labels, y_true):
-        raise ValueError(f"the test shards of {data} do not match the scored labels")
     predicted = probs.argmax(1)
-    confidence = probs[np.arange(len(predicted)), predicted]
-    wrong = np.flatnonzero(predicted != y_true)
-    worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
     table = wandb.Table(columns=["image", "true", "predicted", "confidence", "index"])
-    for i in worst.tolist():
+    for i in worst_mistakes(y_true, probs, limit).tolist():
         table.add_data(wandb.Image(np.asarray(images[i])), class_names[y_true[i]],
-                       class_names[predicted[i]], round(float(confidence[i]), 4), i)
+                       class_names[predicted[i]], round(float(probs[i, predicted[i]]), 4), i)
     return table
 
 

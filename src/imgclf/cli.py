@@ -50,7 +50,7 @@ def _download(args: argparse.Namespace) -> None:
     data = load_params(args.params).data
     from imgclf.data import download
 
-    download.run(data, args.out)
+    download.run(data, args.out, timeout=args.timeout)
 
 
 def _pretrained(args: argparse.Namespace) -> None:
@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
             "into OUT/<class>/<file>. Looks first in the folder named by $IMGCLF_DATA_MIRROR; "
             "files of a known dataset are verified against its pinned sha256 manifest.")
     p.add_argument("--out", default="data/raw", help="where the class folders are written")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="how long the server may stay silent (on connecting, or in the "
+                   "middle of the transfer) before the download gives up; default "
+                   "$IMGCLF_HTTP_TIMEOUT, else 60")
 
     p = add("pretrained", _pretrained, "fetch the pinned ImageNet weights of the backbone",
             "Put the ImageNet weights that model.arch starts from (model.pretrained) into OUT, "

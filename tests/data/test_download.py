@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import io
 import os
+import socket
 import stat
+import threading
 import time
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from imgclf import cli
 from imgclf.data import download
 from imgclf.data.download import KnownDataset, run
 from imgclf.errors import UserError
@@ -21,8 +25,14 @@ REAL_MIRROR = os.environ.get("IMGCLF_DATA_MIRROR")  # read before clean_env clea
 FILES_A = {"cats/a1.jpg": b"cat one", "cats/a2.jpg": b"cat two", "dogs/d1.jpg": b"dog one"}
 CLOSED_PORT = "http://127.0.0.1:1"
 
-# Every test runs without inherited mirror or Kaggle variables, in an empty working folder.
+# Every test runs without inherited mirror, Kaggle or timeout variables, in an empty
+# working folder.
 pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+@pytest.fixture(autouse=True)
+def no_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IMGCLF_HTTP_TIMEOUT", raising=False)
 
 
 def fetch(source: str, out: str | Path = "data/raw", **kwargs) -> None:
@@ -191,6 +201,159 @@ def test_unreachable_kaggle_for_known_dataset_suggests_the_mirror(
     with pytest.raises(UserError, match=r"cannot reach 127\.0\.0\.1:1 \(.+\); set "
                                         "IMGCLF_DATA_MIRROR to a local copy"):
         fetch(DEFAULT_SOURCE)
+
+
+# --- timeouts -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stalling_server() -> Iterator[Callable[[bytes], str]]:
+    """A TCP server on 127.0.0.1 that sends ``greeting`` on each connection, then nothing.
+
+    The connections are held open (never closed) until the test ends, so the client
+    sees a live but silent peer: only its own timeout can end the wait.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+    greeting = [b""]
+
+    def serve() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+            if greeting[0]:
+                conn.sendall(greeting[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def start(first_bytes: bytes) -> str:
+        greeting[0] = first_bytes
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def fetch_timed(url: str, **kwargs) -> tuple[str, float]:
+    """The UserError message of fetching ``url`` and the seconds it took."""
+    start = time.monotonic()
+    with pytest.raises(UserError) as info:
+        fetch(url, **kwargs)
+    return str(info.value), time.monotonic() - start
+
+
+# The headers promise 100,000 bytes; 1,000 arrive, then the server goes quiet.
+HALF_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"PK" * 500
+
+
+@pytest.mark.parametrize(("greeting", "when"), [
+    (b"", "waiting for an answer"),
+    (HALF_ANSWER, "with 1000 of 100000 bytes received"),
+])
+def test_silent_server_times_out_and_leaves_nothing(
+        stalling_server, greeting: bytes, when: str, clean_env: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = stalling_server(greeting) + "/d.zip"
+    monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", "1.5")
+    message, seconds = fetch_timed(url)
+    assert 1.5 <= seconds < 1.5 + 5
+    assert message.startswith(f"download from 127.0.0.1:{url.split(':')[2].split('/')[0]} "
+                              f"timed out after 1.5 s {when}; ")
+    assert "IMGCLF_HTTP_TIMEOUT=SECONDS" in message and "--timeout SECONDS" in message
+    assert "point data.source at the file or a local folder" in message
+    assert "\n" not in message
+    assert not (clean_env / "data/raw").exists()
+    assert leftovers(clean_env / "data") == []
+
+
+def test_timeout_keeps_the_previous_output(stalling_server, tmp_path: Path, kit,
+                                           clean_env: Path) -> None:
+    kit.write_tree(tmp_path / "a", FILES_A)
+    fetch(str(tmp_path / "a"))
+    message, seconds = fetch_timed(stalling_server(HALF_ANSWER) + "/d.zip", timeout=0.5)
+    assert "timed out after 0.5 s" in message and seconds < 0.5 + 5
+    assert kit.read_tree(clean_env / "data/raw") == FILES_A
+    assert leftovers(clean_env / "data") == []
+
+
+def test_known_dataset_timeout_suggests_the_mirror(stalling_server,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGCLF_KAGGLE_URL", stalling_server(b""))
+    message, _ = fetch_timed(DEFAULT_SOURCE, timeout=0.5)
+    assert "timed out after 0.5 s waiting for an answer" in message
+    assert message.endswith("or set IMGCLF_DATA_MIRROR to a local copy of the dataset or "
+                            "point data.source at a local folder")
+
+
+def test_cli_timeout_flag_wins_over_the_environment(
+        stalling_server, clean_env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = stalling_server(b"") + "/d.zip"
+    (clean_env / "params.yaml").write_text(f"data:\n  source: {url}\n")
+    monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", "300")  # were it used, the test would hang
+    start = time.monotonic()
+    assert cli.main(["download", "--timeout", "0.5"]) == 2
+    assert time.monotonic() - start < 0.5 + 5
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "timed out after 0.5 s" in err[0]
+    assert not (clean_env / "data/raw").exists()
+
+
+def test_fetch_url_reads_the_setting_itself(stalling_server, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pretrained stage calls fetch_url without a timeout: the variable must apply."""
+    monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", "0.5")
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"timed out after 0\.5 s .+, or put the file there$"):
+        download.fetch_url(stalling_server(b"") + "/w.h5", tmp_path / "w.h5", "put the file there")
+    assert time.monotonic() - start < 0.5 + 5
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf", "1e400"])
+def test_bad_timeout_setting_is_named(value: str, server, clean_env: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", value)
+    server.routes["/d.zip"] = (200, zip_bytes(FILES_A), {})
+    with pytest.raises(UserError, match=rf"^IMGCLF_HTTP_TIMEOUT={value}: not a timeout; unset it "
+                                        r"for the default 60, or set a number of seconds above 0"):
+        fetch(f"{server.base}/d.zip")
+    assert server.requests == []  # refused before any request
+    assert not (clean_env / "data/raw").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_bad_timeout_flag_is_named(value: str, clean_env: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (clean_env / "params.yaml").write_text(f"data:\n  source: {CLOSED_PORT}/d.zip\n")
+    assert cli.main(["download", "--timeout", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imgclf download: error: --timeout ") and "not a timeout" in err
+
+
+def test_timeout_setting_applies_to_local_sources_too(tmp_path: Path, kit,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad setting is reported even when this source would not use it: it is a typo."""
+    kit.write_tree(tmp_path / "a", FILES_A)
+    monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", "soon")
+    with pytest.raises(UserError, match="IMGCLF_HTTP_TIMEOUT=soon"):
+        fetch(str(tmp_path / "a"))
+    monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", " ")  # blank means unset
+    fetch(str(tmp_path / "a"))
+    monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", "2.5")
+    assert download.http_timeout() == 2.5
+    assert download.http_timeout(7) == 7.0  # the flag wins
 
 
 # --- Kaggle -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import math
 import os
 import shutil
 import sys
@@ -56,7 +57,12 @@ from imgclf.params import DEFAULT_SOURCE, DataParams
 MIRROR_ENV = "IMGCLF_DATA_MIRROR"
 KAGGLE_URL_ENV = "IMGCLF_KAGGLE_URL"
 DEFAULT_KAGGLE_URL = "https://www.kaggle.com/api/v1/datasets/download"
-TIMEOUT_S = 60  # per socket operation, not for the whole download
+TIMEOUT_ENV = "IMGCLF_HTTP_TIMEOUT"
+# Per socket operation (connect, or one read), not for the whole download: a slow but
+# moving transfer never times out, a server that stops sending does.
+DEFAULT_TIMEOUT_S = 60.0
+_MORE_TIME = (f"if the server is just slow, allow more seconds with {TIMEOUT_ENV}=SECONDS "
+              "(or imgclf download --timeout SECONDS)")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 _BAR = {"mininterval": 0.5, "file": sys.stderr, "leave": False}
 
@@ -76,16 +82,42 @@ KNOWN_DATASETS: dict[str, KnownDataset] = {
 }
 
 
+def http_timeout(timeout: float | None = None) -> float:
+    """Seconds a socket may wait: ``timeout`` if given, else ``$IMGCLF_HTTP_TIMEOUT``, else 60."""
+    if timeout is not None:
+        return _checked_timeout(timeout, f"--timeout {timeout}", "give")
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    return _checked_timeout(value, f"{TIMEOUT_ENV}={raw}",
+                            f"unset it for the default {DEFAULT_TIMEOUT_S:g}, or set")
+
+
+def _checked_timeout(value: float, setting: str, fix: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"{setting}: not a timeout; {fix} a number of seconds above 0, "
+                        "like 120")
+    return float(value)
+
+
 def run(data: DataParams, out: str | os.PathLike[str], *,
-        known: Mapping[str, KnownDataset] | None = None) -> None:
-    """Fetch ``data.source`` into ``out`` (replacing it whole); raise ``UserError`` on bad input."""
+        known: Mapping[str, KnownDataset] | None = None, timeout: float | None = None) -> None:
+    """Fetch ``data.source`` into ``out`` (replacing it whole); raise ``UserError`` on bad input.
+
+    ``timeout`` (seconds a connection may stay silent) overrides ``$IMGCLF_HTTP_TIMEOUT``.
+    """
+    timeout = http_timeout(timeout)  # a bad setting fails before any work
     source = parse_source(data.source)
     dataset = (KNOWN_DATASETS if known is None else known).get(source.key)
     # Read the pinned manifest before any download, so a broken install fails fast.
     manifest = read_manifest(dataset.manifest) if dataset else None
     out = Path(out)
     with atomic_dir(out) as dest, _workdir(out) as work:
-        root, origin = _obtain(source, dataset is not None, work)
+        root, origin = _obtain(source, dataset is not None, work, timeout)
         root = find_class_root(root, origin)
         if manifest is None:
             counts = copy_classes(root, dest)
@@ -109,7 +141,7 @@ def _workdir(out: Path) -> Iterator[Path]:
         yield Path(work)
 
 
-def _obtain(source: Source, known: bool, work: Path) -> tuple[Path, str]:
+def _obtain(source: Source, known: bool, work: Path, timeout: float) -> tuple[Path, str]:
     """A local folder holding the dataset, and a description of where it came from."""
     mirror = os.environ.get(MIRROR_ENV)
     if known and mirror:
@@ -128,7 +160,7 @@ def _obtain(source: Source, known: bool, work: Path) -> tuple[Path, str]:
         archive = path
     else:
         archive = work / "download"
-        _fetch(source, archive, known)
+        _fetch(source, archive, known, timeout)
     extracted = work / "extracted"
     extracted.mkdir()
     extract(archive, extracted)
@@ -166,7 +198,7 @@ def _host(url: str) -> str:
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
-def _fetch(source: Source, dest: Path, known: bool) -> None:
+def _fetch(source: Source, dest: Path, known: bool, timeout: float) -> None:
     """Download the archive of a Kaggle or URL source to ``dest``, with a progress bar."""
     creds = None
     if isinstance(source, KaggleSource):
@@ -184,30 +216,36 @@ def _fetch(source: Source, dest: Path, known: bool) -> None:
             "local folder" if known else
             "download the archive yourself and point data.source at the file or a local folder")
     try:
-        fetch_url(request, dest, hint)
+        fetch_url(request, dest, hint, timeout)
     except urllib.error.HTTPError as exc:
         raise _http_error(exc.code, exc.reason, source, _host(url), creds is not None,
                           hint) from None
 
 
-def fetch_url(request: urllib.request.Request | str, dest: Path, hint: str) -> None:
+def fetch_url(request: urllib.request.Request | str, dest: Path, hint: str,
+              timeout: float | None = None) -> None:
     """Stream ``request`` into ``dest`` with a progress bar and a socket timeout.
 
-    Unreachable hosts and transfers cut off halfway become a ``UserError`` ending in
-    ``hint`` (what to do instead); HTTP error statuses are raised as ``HTTPError`` for
-    the caller to explain.
+    ``timeout`` is the seconds one connect or read may wait (default: ``http_timeout()``).
+    Unreachable or silent hosts and transfers cut off halfway become a ``UserError``
+    ending in ``hint`` (what to do instead); HTTP error statuses are raised as
+    ``HTTPError`` for the caller to explain.
     """
+    timeout = http_timeout(timeout)
     if isinstance(request, str):
         request = urllib.request.Request(request, headers={"User-Agent": f"imgclf/{__version__}"})
     host = _host(request.full_url)
-    got, total = 0, None
+    got, total, answered = 0, None, False
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, \
+        with urllib.request.urlopen(request, timeout=timeout) as response, \
                 open(dest, "wb") as f:
+            answered = True
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, desc=f"downloading from {host}", unit="B", unit_scale=True,
                       unit_divisor=1024, **_BAR) as bar:
-                while chunk := response.read(1 << 20):
+                # read1, not read: it returns what has arrived instead of waiting for a full
+                # chunk, so the count of bytes received is right when a transfer stalls.
+                while chunk := response.read1(1 << 20):
                     f.write(chunk)
                     got += len(chunk)
                     bar.update(len(chunk))
@@ -216,6 +254,12 @@ def fetch_url(request: urllib.request.Request | str, dest: Path, hint: str) -> N
     except (urllib.error.URLError, TimeoutError, ConnectionError,
             http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            # A silent server: say how long we waited, and how to wait longer.
+            when = (f"with {got} of {total} bytes received" if total else
+                    f"after {got} bytes") if answered else "waiting for an answer"
+            raise UserError(f"download from {host} timed out after {timeout:g} s {when}; "
+                            f"{_MORE_TIME}, or {hint}") from None
         reason = getattr(reason, "strerror", None) or str(reason) or type(exc).__name__
         if got or isinstance(exc, http.client.IncompleteRead):
             # The server answered, so the host is reachable; the transfer broke off.

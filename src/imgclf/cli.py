@@ -91,7 +91,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         from imgclf.evaluation import evaluate
 
         evaluate.run_folder(params.evaluate, data, args.model, args.metrics or FOLDER_METRICS,
-                            args.plots or FOLDER_PLOTS)
+                            args.plots or FOLDER_PLOTS, allow_unsafe_model=args.allow_unsafe_model)
         return
     params = load_params(args.params)
     from imgclf.evaluation import evaluate
@@ -99,14 +99,24 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     with Tracker.start(params, "evaluate") as tracker:
         evaluate.run(params.evaluate, args.data, args.model, args.metrics or STAGE_METRICS,
-                     args.plots or STAGE_PLOTS, tracker, args.gallery)
+                     args.plots or STAGE_PLOTS, tracker, args.gallery,
+                     allow_unsafe_model=args.allow_unsafe_model)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from imgclf.inference import predict
 
     return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
-                       fmt=args.format, output=args.output)
+                       fmt=args.format, output=args.output,
+                       allow_unsafe_model=args.allow_unsafe_model)
+
+
+def _add_unsafe_flag(p: argparse.ArgumentParser) -> None:
+    # Off by default, and dvc.yaml never passes it: the pipeline must not run code that
+    # arrives inside a model file.
+    p.add_argument("--allow-unsafe-model", action="store_true",
+                   help="load a model file that carries Python code (e.g. a Lambda layer), "
+                   "which runs on loading; refused otherwise. Only for files you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the picture of the most confident mistakes goes (default: "
                    "inside the plots folder); it shows dataset photos, so the pipeline keeps "
                    "it in the DVC cache, not in git")
+    _add_unsafe_flag(p)
 
     p = sub.add_parser(
         "predict", help="classify image files and folders with the trained model",
@@ -208,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None,
                    help="write the results to this file instead of standard output")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call")
+    _add_unsafe_flag(p)
     report.add_parser(sub)
     return parser
 

@@ -12,6 +12,7 @@ import io
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,7 +28,7 @@ from imgclf.inference.predict import (
     predict_paths,
     to_predictions,
 )
-from imgclf.models.saving import load_model, read_info
+from imgclf.models.saving import ModelInfo, load_model, read_info, save_model
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
 
@@ -290,6 +291,31 @@ def test_cli_folder_without_images_and_missing_model_are_user_errors(
     assert "no model file" in capsys.readouterr().err
 
 
+def test_cli_model_with_code_needs_allow_unsafe_model(
+        photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The mean of each channel, through a Lambda layer (Python code in the file): red
+    # pictures score highest on the first class.
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Lambda(lambda x: x / 255.0)])
+    path = tmp_path / "coded.keras"
+    save_model(model, path, ModelInfo(["red", "green", "blue"], 8))
+    red = str(photos / "red.png")
+
+    assert cli.main(["predict", red, "--model", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"imgclf predict: error: {path}: refused to load: the file contains code (e.g. a "
+        "Lambda layer) that would run on loading; if, and only if, you trust the file, pass "
+        "--allow-unsafe-model"]
+
+    assert cli.main(["predict", red, "--model", str(path), "--allow-unsafe-model"]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [[red, "red"]]
+    assert err.splitlines() == [f"warning: loading {path} with code allowed "
+                                "(--allow-unsafe-model): any code in it runs now"]
+
+
 def test_cli_help_lists_predict(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
@@ -298,3 +324,4 @@ def test_cli_help_lists_predict(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["predict", "--help"])
     out = capsys.readouterr().out
     assert "--top-k" in out and "--format" in out and "--output" in out
+    assert "--allow-unsafe-model" in out

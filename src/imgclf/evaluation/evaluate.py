@@ -72,10 +72,11 @@ def split_metrics(y_true: np.ndarray, probs: np.ndarray,
 
 def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | os.PathLike[str],
         metrics_path: str | os.PathLike[str], plots_dir: str | os.PathLike[str],
-        tracker: Tracker | None = None, gallery: str | os.PathLike[str] | None = None) -> None:
+        tracker: Tracker | None = None, gallery: str | os.PathLike[str] | None = None,
+        allow_unsafe_model: bool = False) -> None:
     tracker = tracker or Tracker.disabled("evaluate")
     meta = read_meta(data)
-    model, info = load_model(model_path)
+    model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
     if info.class_names != meta.class_names or info.image_size != meta.image_size:
         raise UserError(f"{model_path} was trained on other data (classes {info.class_names}, "
                         f"{info.image_size} px); retrain it: dvc repro train")
@@ -146,7 +147,8 @@ def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np
 def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
                model_path: str | os.PathLike[str],
                metrics_path: str | os.PathLike[str] = FOLDER_METRICS,
-               plots_dir: str | os.PathLike[str] = FOLDER_PLOTS) -> None:
+               plots_dir: str | os.PathLike[str] = FOLDER_PLOTS,
+               allow_unsafe_model: bool = False) -> None:
     """Score the model on ``folder``'s class sub-folders (any image set, not only a split).
 
     Images are prepared as for training (``load_image`` at the model's image size);
@@ -157,7 +159,7 @@ def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
 
     folder = Path(folder)
     paths, labels = labelled_images(folder, read_info(model_path).class_names)  # before Keras
-    model, info = load_model(model_path)
+    model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
     probs, errors = predict_paths(model, paths, info.image_size, params.batch_size)
     ok = [i for i, e in enumerate(errors) if e is None]
     failed = [(paths[i], e) for i, e in enumerate(errors) if e is not None]

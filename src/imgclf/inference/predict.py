@@ -197,8 +197,11 @@ FORMATTERS = {"table": format_table, "csv": format_csv, "json": format_json}
 
 def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[str],
         top_k: int = TOP_K, batch_size: int = BATCH_SIZE, fmt: Format = "table",
-        output: str | os.PathLike[str] | None = None) -> int:
-    """Predict ``paths`` and print (or write to ``output``) the results; 1 if any failed."""
+        output: str | os.PathLike[str] | None = None, allow_unsafe_model: bool = False) -> int:
+    """Predict ``paths`` and print (or write to ``output``) the results; 1 if any failed.
+
+    ``allow_unsafe_model`` loads a model file that carries code (see ``load_model``).
+    """
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {top_k}")
     if batch_size < 1:
@@ -211,7 +214,7 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
                         f"{', '.join(map(str, paths))}")
     from imgclf.models.saving import load_model  # TensorFlow: only once the input is fine
 
-    model, info = load_model(model_path)
+    model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
     probs, errors = predict_paths(model, files, info.image_size, batch_size)
     if probs.shape[1] not in (0, len(info.class_names)):
         raise UserError(f"{model_path}: the model gives {probs.shape[1]} scores but names "

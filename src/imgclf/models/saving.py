@@ -3,13 +3,15 @@
 The ``.keras`` file is a zip; beside Keras' own entries we add ``imgclf.json`` with
 the class names and the image size, so a model file alone is enough to predict.
 Models are loaded with Keras' safe mode: a file carrying code (a Lambda layer) is
-refused.
+refused unless the user says they trust it (``--allow-unsafe-model``); the pipeline
+never does, so code that arrives with a model file never runs in ``dvc repro``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +52,23 @@ def read_info(path: str | os.PathLike[str]) -> ModelInfo:
     return ModelInfo(class_names=list(raw["class_names"]), image_size=int(raw["image_size"]))
 
 
-def load_model(path: str | os.PathLike[str]) -> tuple[keras.Model, ModelInfo]:
-    """The Keras model at ``path`` (safe mode) and its ``ModelInfo``."""
+def load_model(path: str | os.PathLike[str],
+               allow_unsafe: bool = False) -> tuple[keras.Model, ModelInfo]:
+    """The Keras model at ``path`` and its ``ModelInfo``.
+
+    Keras' safe mode refuses a file that carries Python code (a Lambda layer), since
+    loading it would run that code; ``allow_unsafe`` lifts the refusal, with a warning.
+    """
     info = read_info(path)
+    if allow_unsafe:
+        print(f"warning: loading {path} with code allowed (--allow-unsafe-model): any code "
+              "in it runs now", file=sys.stderr)
     try:
-        model = keras.models.load_model(Path(path), compile=False, safe_mode=True)
+        model = keras.models.load_model(Path(path), compile=False, safe_mode=not allow_unsafe)
     except ValueError as exc:
+        if "safe_mode=False" in str(exc):
+            raise UserError(f"{path}: refused to load: the file contains code (e.g. a Lambda "
+                            "layer) that would run on loading; if, and only if, you trust "
+                            "the file, pass --allow-unsafe-model") from None
         raise UserError(f"{path}: refused to load ({str(exc).splitlines()[0]})") from None
     return model, info

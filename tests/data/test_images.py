@@ -229,6 +229,42 @@ def test_other_formats(fmt: str) -> None:
     assert np.abs(pixels.astype(int) - [250, 120, 0]).max() <= 4
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize(("width", "height"), [(4000, 20), (20, 4000), (3000, 1), (1, 3000)])
+def test_extreme_aspect_ratios_are_squashed_to_a_square(fmt: str, width: int,
+                                                        height: int) -> None:
+    """Red then blue along the long side stays so, squashed (not cropped) to the square."""
+    a = np.zeros((height, width, 3), np.uint8)
+    if width > height:
+        a[:, : width // 2], a[:, width // 2:] = (255, 0, 0), (0, 0, 255)
+    else:
+        a[: height // 2], a[height // 2:] = (255, 0, 0), (0, 0, 255)
+    decoded = decode_image(encode(Image.fromarray(a), fmt, quality=95), SIZE)
+    check_shape(decoded)
+    pixels = decoded.astype(int)
+    first, last = (pixels[:, :6], pixels[:, -6:]) if width > height else (pixels[:6], pixels[-6:])
+    assert (first[..., 0] > 200).all() and (first[..., 2] < 60).all()
+    assert (last[..., 2] > 200).all() and (last[..., 0] < 60).all()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_one_pixel_image_fills_the_square(fmt: str) -> None:
+    pixels = decode_image(encode(solid((250, 120, 0), (1, 1)), fmt, quality=95), SIZE)
+    check_shape(pixels)
+    assert np.abs(pixels.astype(int) - [250, 120, 0]).max() <= 8
+
+
+@pytest.mark.parametrize("name", ["photo.JPG", "Photo.PNG", "snap.JPEG", "été à la plage.png",
+                                  "日本語 の 名前.jpg", "cat 🐱.png"])
+def test_names_with_capitals_spaces_and_non_ascii(tmp_path: Path, name: str) -> None:
+    """The name plays no part in decoding: the bytes say what the format is."""
+    fmt = "JPEG" if name.lower().endswith((".jpg", ".jpeg")) else "PNG"
+    path = tmp_path / "snow leopard" / name
+    path.parent.mkdir()
+    path.write_bytes(encode(solid((0, 200, 0)), fmt, quality=95))
+    assert np.abs(load_image(path, SIZE).astype(int) - [0, 200, 0]).max() <= 6
+
+
 def test_large_jpeg_is_decoded_at_reduced_scale_correctly() -> None:
     """JPEG draft decoding must still give the requested size and the right picture."""
     a = np.zeros((800, 1200, 3), np.uint8)

@@ -6,6 +6,8 @@ import csv
 import hashlib
 import io
 import json
+import struct
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -356,3 +358,134 @@ def test_parallel_path_without_sched_getaffinity(tmp_path: Path,
     out = tmp_path / "out"
     split_stage.run(DATA, SPLIT, raw, out)
     assert len(read_manifest(out)) == 66
+
+
+# --- the catalogue of unusual inputs ----------------------------------------------------------
+
+
+def noise_image(seed: int, size: tuple[int, int] = (24, 24), mode: str = "RGB") -> Image.Image:
+    """Random pixels in ``mode``: every seed gives a picture far from the others in dHash."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    channels = {"L": 1, "RGB": 3, "RGBA": 4, "CMYK": 4}[mode]
+    a = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    if mode == "RGBA":
+        a[..., 3] = rng.integers(128, 256, (height, width), dtype=np.uint8)  # partly see-through
+    return Image.fromarray(a[..., 0] if channels == 1 else a, mode)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    buf = io.BytesIO()
+    Image.new("L", (4, 4)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def save(raw: Path, name: str, im: Image.Image, fmt: str, **kwargs: object) -> None:
+    path = raw / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, fmt, **kwargs)
+
+
+# Usable files with unusual formats, modes, shapes and names: name -> original (w, h).
+USABLE = {
+    "cat/UPPER.JPG": (24, 24), "cat/Shout.PNG": (24, 24), "cat/photo.JPEG": (24, 24),
+    "cat/gray.png": (24, 24), "cat/cmyk.jpg": (24, 24), "cat/alpha.png": (24, 24),
+    "cat/palette.png": (24, 24),
+    "snow leopard/sixteen bit.png": (24, 24), "snow leopard/bitmap.bmp": (24, 24),
+    "snow leopard/web.webp": (24, 24), "snow leopard/anim.gif": (24, 24),
+    "snow leopard/jpeg really.png": (24, 24), "snow leopard/rotated.jpg": (20, 40),
+    "café/wide.png": (4000, 20), "café/tall.png": (20, 4000), "café/line.jpg": (3000, 1),
+    "café/été à la plage.jpg": (24, 24), "café/日本語の名前.png": (24, 24),
+    "café/emoji 🐱.png": (24, 24),
+}
+# Unusable files: name -> the start of the reason the report gives.
+UNUSABLE = {
+    "cat/notes.txt": "not an image Pillow can read",
+    "snow leopard/labels.csv": "not an image Pillow can read",
+    "café/empty.jpg": "empty file",
+    "cat/truncated.jpg": "cannot decode",
+    "snow leopard/page.png": "not an image Pillow can read",
+    "café/bomb.png": "refused as a decompression bomb",  # past Pillow's own limit
+    "cat/huge.png": "9000x8000 pixels is more than the 64,000,000 allowed",  # past ours
+    "cat/.thumb.png": "hidden",
+    "notes only/README.txt": "not an image Pillow can read",
+    "notes only": "class folder has no usable image",
+}
+
+
+@pytest.fixture
+def catalogue_raw(tmp_path: Path) -> Path:
+    """Plain images in three classes (one with a space, one non-ASCII), plus every kind of
+    unusual file: USABLE and UNUSABLE."""
+    raw = tmp_path / "raw"
+    make_classes(raw, {"cat": 6, "snow leopard": 6, "café": 6})
+    seeds = iter(range(100, 200))
+    for name in ("cat/UPPER.JPG", "cat/photo.JPEG", "snow leopard/jpeg really.png",
+                 "café/été à la plage.jpg"):
+        save(raw, name, noise_image(next(seeds)), "JPEG", quality=95)
+    for name in ("cat/Shout.PNG", "café/日本語の名前.png", "café/emoji 🐱.png"):
+        save(raw, name, noise_image(next(seeds)), "PNG")
+    save(raw, "cat/gray.png", noise_image(next(seeds), mode="L"), "PNG")
+    save(raw, "cat/cmyk.jpg", noise_image(next(seeds), mode="CMYK"), "JPEG", quality=95)
+    save(raw, "cat/alpha.png", noise_image(next(seeds), mode="RGBA"), "PNG")
+    save(raw, "cat/palette.png", noise_image(next(seeds)).convert("P"), "PNG")
+    save(raw, "snow leopard/sixteen bit.png", noise_image(next(seeds), mode="I;16"), "PNG")
+    save(raw, "snow leopard/bitmap.bmp", noise_image(next(seeds)), "BMP")
+    save(raw, "snow leopard/web.webp", noise_image(next(seeds)), "WEBP", lossless=True)
+    frames = [noise_image(next(seeds)) for _ in range(3)]
+    save(raw, "snow leopard/anim.gif", frames[0], "GIF", save_all=True,
+         append_images=frames[1:], duration=100)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to view: stored 40x20, shown 20x40
+    save(raw, "snow leopard/rotated.jpg", noise_image(next(seeds), (40, 20)), "JPEG",
+         quality=95, exif=exif.tobytes())
+    for name in ("café/wide.png", "café/tall.png"):
+        save(raw, name, noise_image(next(seeds), USABLE[name]), "PNG")
+    save(raw, "café/line.jpg", noise_image(next(seeds), (3000, 1)), "JPEG", quality=95)
+
+    (raw / "cat/notes.txt").write_text("taken in the garden\n")
+    (raw / "snow leopard/labels.csv").write_text("file,label\na.jpg,snow leopard\n")
+    (raw / "café/empty.jpg").write_bytes(b"")
+    jpeg = io.BytesIO()
+    noise_image(next(seeds), (64, 64)).save(jpeg, "JPEG", quality=90)
+    (raw / "cat/truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (raw / "snow leopard/page.png").write_text("<!DOCTYPE html><html>Not found</html>")
+    (raw / "café/bomb.png").write_bytes(png_claiming(30000, 30000))
+    (raw / "cat/huge.png").write_bytes(png_claiming(9000, 8000))
+    save(raw, "cat/.thumb.png", noise_image(next(seeds)), "PNG")
+    (raw / "notes only").mkdir()
+    (raw / "notes only/README.txt").write_text("class list\n")
+    return raw
+
+
+def test_unusual_but_usable_files_are_all_used(catalogue_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    split_stage.run(DATA, SPLIT, catalogue_raw, out)
+    assert read_meta(out).class_names == ["café", "cat", "snow leopard"]
+    rows = read_manifest(out)
+    plain = {f"{c}/{c}_{i:02d}.png" for c in ("cat", "snow leopard", "café") for i in range(6)}
+    assert {r["path"] for r in rows} == plain | set(USABLE)
+    assert all(r["label"] == r["path"].split("/")[0] for r in rows)
+    # The shards hold exactly what load_image makes of each file, names included.
+    check_shards_match_files(catalogue_raw, out)
+    sizes = {(s["class"], s["width"], s["height"])
+             for s in read_report(out)["image_sizes"]["sizes"]}
+    for name, (width, height) in USABLE.items():
+        assert (name.split("/")[0], width, height) in sizes, name
+
+
+def test_unusable_files_are_skipped_with_their_reason(catalogue_raw: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    split_stage.run(DATA, SPLIT, catalogue_raw, out)
+    reasons = {s["path"]: s["reason"] for s in read_report(out)["skipped"]}
+    assert reasons.keys() == UNUSABLE.keys()
+    for name, reason in UNUSABLE.items():
+        assert reasons[name].startswith(reason), (name, reasons[name])
+    assert not {r["path"] for r in read_manifest(out)} & UNUSABLE.keys()

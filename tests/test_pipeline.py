@@ -16,11 +16,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+STAGES = ("source", "download", "pretrained", "split", "train", "evaluate")
+# `source` fingerprints data.source on every repro (always_changed, see dvc.yaml): DVC
+# runs it each time and lists it in `dvc status`, and the others rerun only on a change.
+ALWAYS = {"source": ["always changed"]}
 
 TINY_PARAMS = {
     "data": {"image_size": 16},
@@ -45,6 +51,18 @@ def sh(cwd: Path, *args: str) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
+
+
+def ran(dvc_output: str) -> list[str]:
+    """The stages ``dvc repro`` ran, in order."""
+    return re.findall(r"Running stage '([^']+)'", dvc_output)
+
+
+def assert_nothing_else_ran(dvc_output: str) -> None:
+    """A no-op repro: only the fingerprint stage ran and every other stage was skipped."""
+    assert ran(dvc_output) == ["source"], dvc_output
+    for stage in STAGES[1:]:
+        assert f"Stage '{stage}' didn't change, skipping" in dvc_output, (stage, dvc_output)
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -75,8 +93,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[...
 
 def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
     out = sh(project, "dvc", "repro")
-    for stage in ("download", "pretrained", "split", "train", "evaluate"):
-        assert f"Running stage '{stage}'" in out
+    assert sorted(ran(out)) == sorted(STAGES)
     metrics = json.loads((project / "metrics/eval.json").read_text())
     assert {"accuracy", "precision", "recall", "f1", "auroc", "loss"} <= metrics["test"].keys()
     assert set(metrics["test"]["per_class"]) == {"cat", "dog", "eel"}
@@ -92,9 +109,29 @@ def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
 
 
 def test_second_repro_reruns_nothing(project: Path) -> None:
+    source_json = (project / "data/source.json").read_bytes()
+    assert_nothing_else_ran(sh(project, "dvc", "repro"))
+    assert (project / "data/source.json").read_bytes() == source_json
+    assert json.loads(sh(project, "dvc", "status", "--json")) == ALWAYS
+    assert sh(project, "git", "status", "--porcelain") == ""  # dvc.lock did not change
+
+
+def test_a_new_image_in_the_source_folder_reruns_download(project: Path) -> None:
+    images = Path(yaml.safe_load((project / "params.yaml").read_text())["data"]["source"])
+    rng = np.random.default_rng(12345)  # unlike every generated image: no duplicate
+    pixels = np.clip(np.array([200, 40, 40]) + rng.integers(-40, 40, (24, 24, 3)), 0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(images / "cat" / "new_photo.png")
     out = sh(project, "dvc", "repro")
-    assert "Running stage" not in out
-    assert json.loads(sh(project, "dvc", "status", "--json")) == {}
+    assert ran(out) == ["source", "download", "split", "train", "evaluate"], out
+    assert "Stage 'pretrained' didn't change, skipping" in out
+    assert ((project / "data/raw/cat/new_photo.png").read_bytes()
+            == (images / "cat/new_photo.png").read_bytes())
+    manifest = (project / "data/prepared/manifest.csv").read_text(encoding="utf-8")
+    assert "cat/new_photo.png," in manifest
+    # Nothing changed since: back to a no-op.
+    assert_nothing_else_ran(sh(project, "dvc", "repro"))
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", "a new cat photo")
 
 
 def test_evaluate_param_reruns_only_evaluate(project: Path) -> None:
@@ -102,9 +139,7 @@ def test_evaluate_param_reruns_only_evaluate(project: Path) -> None:
     params["evaluate"]["batch_size"] = 7
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(project, "dvc", "repro")
-    stages = ("download", "pretrained", "split", "train", "evaluate")
-    ran = [s for s in stages if f"Running stage '{s}'" in out]
-    assert ran == ["evaluate"]
+    assert ran(out) == ["source", "evaluate"]
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "evaluate batch size")
 
@@ -118,8 +153,8 @@ def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(project), str(clone))
     sh(clone, "dvc", "pull")
-    assert json.loads(sh(clone, "dvc", "status", "--json")) == {}
-    assert "Running stage" not in sh(clone, "dvc", "repro")
+    assert json.loads(sh(clone, "dvc", "status", "--json")) == ALWAYS
+    assert_nothing_else_ran(sh(clone, "dvc", "repro"))
     for out in ("models/model.keras", "data/prepared/meta.json", "data/prepared/train-000.bin"):
         assert (clone / out).read_bytes() == (project / out).read_bytes(), out
     # The split is a few large shards, not thousands of small files (slow to push/pull).

@@ -25,6 +25,7 @@ DESCRIPTION = """\
 A DVC-versioned image-classification pipeline. The stages run in this order
 (`dvc repro` runs them for you and skips those whose inputs did not change):
 
+  source      fingerprint data.source into data/source.json (runs every time; cheap)
   download    fetch the dataset named by data.source into data/raw
   pretrained  fetch the backbone's pinned ImageNet weights into data/pretrained
   split       decode, de-duplicate and split data/raw into data/prepared
@@ -44,6 +45,13 @@ Every choice lives in params.yaml; see README.md.
 
 # Each command validates params.yaml before importing its stage: a typo is reported
 # at once, without waiting for (or being buried under the logs of) TensorFlow's import.
+
+
+def _source(args: argparse.Namespace) -> None:
+    data = load_params(args.params).data
+    from imgclf.data import fingerprint
+
+    fingerprint.run(data, args.out)
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -135,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default="params.yaml", help="the params file to read")
         p.set_defaults(func=func)
         return p
+
+    p = add("source", _source, "fingerprint data.source, so dvc repro sees a changed folder",
+            "Write a fingerprint of what data.source names to OUT, for the download stage to "
+            "depend on: DVC cannot look into a folder outside the repository, so this stage "
+            "runs on every dvc repro (always_changed) and download reruns only when the file's "
+            "content changes. For a local folder: its file count and a sha256 over every "
+            "file's relative path, size and modification time (contents are not read, so it "
+            "is quick); for a local archive: its size and modification time; for kaggle: and "
+            "https:// sources: the source itself (remote data is pinned by its manifest or "
+            "URL; $IMGCLF_DATA_MIRROR is not looked at). Hidden files are left out.")
+    p.add_argument("--out", default="data/source.json", help="where the fingerprint goes")
 
     p = add("download", _download, "fetch the dataset into data/raw",
             "Fetch the dataset named by data.source (a kaggle:OWNER/NAME handle, an https:// "

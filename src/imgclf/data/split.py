@@ -11,6 +11,9 @@ import hashlib
 import io
 import multiprocessing
 import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from tqdm import tqdm
 from imgclf import fsutil
 from imgclf.data.images import ImageError, decode_image, dhash
 from imgclf.data.report import split_report
-from imgclf.data.shards import LABEL_BYTES, ShardsMeta, ShardWriter, encode_record
+from imgclf.data.shards import ShardsMeta, ShardWriter, encode_record
 from imgclf.data.splitting import (
     SPLITS,
     duplicate_groups,
@@ -80,16 +83,54 @@ def scan(raw: Path) -> Scan:
     return Scan(class_names, files, skipped)
 
 
-def _decode(job: tuple[str, int]) -> tuple[str, int, bytes, tuple[int, int]] | str:
-    """Worker: ``(sha256, dhash, pixels, original (width, height))`` of one file, or the
-    reason it is unusable."""
-    path, size = job
+# Each worker process appends the pixels it decodes to a scratch file of its own and
+# sends back only hashes and offsets: piping ~150 KB of pixels per image back to the
+# parent cost more than the decoding itself. Unbuffered writes, so nothing is lost when
+# the pool shuts its workers down.
+_scratch_fds: dict[str, int] = {}
+
+
+def _scratch_fd(folder: str) -> tuple[int, str]:
+    """This process's scratch file in ``folder``: its descriptor and name."""
+    name = f"decoded.{os.getpid()}.tmp"
+    if folder not in _scratch_fds:
+        _scratch_fds[folder] = os.open(Path(folder) / name,
+                                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    return _scratch_fds[folder], name
+
+
+def _close_scratch(folder: str) -> None:
+    fd = _scratch_fds.pop(folder, None)
+    if fd is not None:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One usable image: its hashes, original size, and where its pixels were written."""
+
+    sha256: str
+    dhash: int
+    size: tuple[int, int]  # original (width, height), EXIF rotation applied
+    scratch: str  # scratch file name, in the output folder
+    offset: int
+
+
+def _decode(job: tuple[str, int, str]) -> Decoded | str:
+    """Worker: decode one file and append its pixels to this process's scratch file;
+    return a ``Decoded``, or the reason the file is unusable."""
+    path, size, folder = job
     try:
         data = Path(path).read_bytes()
         pixels = decode_image(data, size)  # the bytes just hashed: read each file once
     except (ImageError, OSError) as exc:
         return str(exc)
-    return hashlib.sha256(data).hexdigest(), dhash(pixels), pixels.tobytes(), _size(data)
+    fd, name = _scratch_fd(folder)
+    offset = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(pixels.tobytes())
+    while view:
+        view = view[os.write(fd, view):]
+    return Decoded(hashlib.sha256(data).hexdigest(), dhash(pixels), _size(data), name, offset)
 
 
 def _size(data: bytes) -> tuple[int, int]:
@@ -103,18 +144,31 @@ def _size(data: bytes) -> tuple[int, int]:
     return (height, width) if turned else (width, height)
 
 
-def _decoded(paths: list[str], size: int) -> object:
+def _decoded(paths: list[str], size: int, folder: Path) -> Iterator[Decoded | str]:
     """Yield ``_decode`` results in input order, on all cores when it pays off."""
-    jobs = [(p, size) for p in paths]
+    jobs = [(p, size, str(folder)) for p in paths]
     if len(jobs) < PARALLEL_MIN_FILES:
-        yield from map(_decode, jobs)
+        try:
+            yield from map(_decode, jobs)
+        finally:
+            _close_scratch(str(folder))
         return
     # sched_getaffinity (the cores this process may use) is missing on macOS and Windows.
     affinity = getattr(os, "sched_getaffinity", None)
     workers = len(affinity(0)) if affinity else os.cpu_count() or 1
-    # spawn, not fork: the parent may hold TensorFlow's threads (tests, notebooks).
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_decode, jobs, chunksize=16)
+    # spawn, not fork: the parent may hold TensorFlow's threads (tests, notebooks). An
+    # executor, not a Pool: a worker that dies breaks it with an error instead of being
+    # replaced forever (as happens when a script without a __main__ guard calls run()).
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            yield from pool.map(_decode, jobs, chunksize=16)
+    except BrokenProcessPool:
+        raise UserError(
+            "split: its worker processes died while starting or decoding; when calling "
+            "imgclf.data.split.run from a script, put the call under "
+            "`if __name__ == \"__main__\":` (they re-import the script), and check free "
+            "memory") from None
 
 
 def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
@@ -126,31 +180,24 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
     fractions = (split.train, split.val, split.test)
 
     with fsutil.atomic_dir(out) as tmp:
-        # Pass 1: decode each file once, appending pixels to a scratch file in scan order.
+        # Pass 1: decode each file once; workers write the pixels to scratch files.
         kept: list[int] = []  # index into found.files of each usable image
-        shas: list[str] = []
-        hashes: list[int] = []
-        sizes: list[tuple[int, int]] = []  # original (width, height)
+        decoded: list[Decoded] = []
         skipped = list(found.skipped)
-        pool_path = tmp / "decoded.tmp"
-        with open(pool_path, "wb") as pool_file:
-            results = _decoded([str(raw / f) for f, _ in found.files], size)
-            bar = tqdm(results, total=len(found.files), desc="split: decoding", unit="img",
-                       mininterval=0.5)
-            for i, result in enumerate(bar):
-                if isinstance(result, str):
-                    skipped.append({"path": found.files[i][0], "reason": result})
-                    continue
-                sha, dh, pixels, wh = result
-                pool_file.write(encode_record(found.files[i][1], np.frombuffer(pixels, np.uint8)))
+        results = _decoded([str(raw / f) for f, _ in found.files], size, tmp)
+        bar = tqdm(results, total=len(found.files), desc="split: decoding", unit="img",
+                   mininterval=0.5)
+        for i, result in enumerate(bar):
+            if isinstance(result, str):
+                skipped.append({"path": found.files[i][0], "reason": result})
+            else:
                 kept.append(i)
-                shas.append(sha)
-                hashes.append(dh)
-                sizes.append(wh)
+                decoded.append(result)
+        shas = [d.sha256 for d in decoded]
 
         paths = [found.files[i][0] for i in kept]
         labels = np.array([found.files[i][1] for i in kept], dtype=np.int64)
-        groups = duplicate_groups(shas, hashes)
+        groups = duplicate_groups(shas, [d.dhash for d in decoded])
         conflict = label_conflicts(labels, groups)
         for i in np.flatnonzero(conflict):
             skipped.append({"path": paths[i], "reason": "the same image is in another class"})
@@ -161,22 +208,30 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         split_of[usable] = stratified_group_split(labels[usable], groups[usable], fractions,
                                                   split.seed, class_names)
 
-        # Pass 2: copy records into per-split shards, each split in its own seeded order
-        # so that streaming readers see the classes mixed.
-        records = np.memmap(pool_path, dtype=np.uint8, mode="r").reshape(-1, meta.record_bytes)
+        # Pass 2: copy the pixels into per-split shards, each split in its own seeded
+        # order so that streaming readers see the classes mixed. pread, not a memory
+        # map: mapped pages would count in this process's memory and grow with the data.
+        scratch = {name: os.open(tmp / name, os.O_RDONLY)
+                   for name in sorted({d.scratch for d in decoded})}
+        pixel_bytes = size * size * 3
         rng = np.random.default_rng(split.seed)
         rows = []
-        for s, name in enumerate(SPLITS):
-            writer = ShardWriter(tmp, name, meta.record_bytes)
-            for j in rng.permutation(np.flatnonzero(split_of == s)):
-                # The label is re-encoded: dropping an empty class shifts the indices.
-                writer.write(encode_record(labels[j], records[j, LABEL_BYTES:]))
-                rows.append({"path": paths[j], "label": class_names[labels[j]], "split": name,
-                             "sha256": shas[j]})
-            writer.close()
-            meta.splits[name], meta.counts[name] = writer.names, writer.count
-        del records
-        pool_path.unlink()
+        try:
+            for s, name in enumerate(SPLITS):
+                writer = ShardWriter(tmp, name, meta.record_bytes)
+                for j in rng.permutation(np.flatnonzero(split_of == s)):
+                    d = decoded[j]
+                    pixels = os.pread(scratch[d.scratch], pixel_bytes, d.offset)
+                    writer.write(encode_record(labels[j], np.frombuffer(pixels, np.uint8)))
+                    rows.append({"path": paths[j], "label": class_names[labels[j]],
+                                 "split": name, "sha256": d.sha256})
+                writer.close()
+                meta.splits[name], meta.counts[name] = writer.names, writer.count
+        finally:
+            for fd in scratch.values():
+                os.close(fd)
+        for name in scratch:
+            (tmp / name).unlink()
 
         (tmp / "meta.json").write_text(meta.to_json(), encoding="utf-8")
         with open(tmp / "manifest.csv", "w", newline="", encoding="utf-8") as f:
@@ -184,7 +239,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
             writer_csv.writeheader()
             writer_csv.writerows(rows)
         report = split_report(class_names, rows, skipped, groups, paths,
-                              dict(zip(paths, sizes, strict=True)), size)
+                              {p: d.size for p, d in zip(paths, decoded, strict=True)}, size)
         fsutil.write_json(tmp / "report.json", report)
         if report_dir is not None:
             from imgclf.data.report_plots import write_report_plots  # matplotlib: only here

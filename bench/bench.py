@@ -596,6 +596,11 @@ def write_params(path: Path, params: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
+# Stages dvc.yaml marks always_changed: they run on every repro by design (``source``
+# fingerprints data.source in a fraction of a second) and are not a rerun of work.
+WATCHERS = frozenset({"source"})
+
+
 def repro(project: Path, *targets: str) -> tuple[float, list[str]]:
     """(wall seconds, stages that ran) of ``dvc repro [targets]`` in ``project``."""
     run = run_child(dvc_cmd("repro", *targets), project, what="dvc repro")
@@ -624,7 +629,8 @@ def section_incremental(bench: Bench) -> list[Figure]:
         Figure("4 incremental", "evaluate.batch_size changed", changed_s, full_s, "s", None,
                f"stages run: {', '.join(changed_ran) or 'none'}"),
         Figure("4 incremental", "only evaluate reran (1 = yes)",
-               float(changed_ran == ["evaluate"]), None, "", Target(">=", 1, on="value")),
+               float([s for s in changed_ran if s not in WATCHERS] == ["evaluate"]), None, "",
+               Target(">=", 1, on="value")),
     ]
 
 

@@ -110,7 +110,8 @@ PY
 echo "== in a fresh container: dvc repro again on the same folders"
 out=$(in_image "${mounts[@]}" -- sh -c "$repro" 2>&1)
 echo "$out"
-if grep -q "Running stage" <<<"$out"; then
+# `source` is always_changed (it fingerprints data.source); any other stage is a rerun.
+if grep "Running stage" <<<"$out" | grep -qv "Running stage 'source'"; then
   echo "container-check: FAILED: a stage ran again although nothing changed" >&2
   exit 1
 fi

@@ -236,6 +236,18 @@ def test_unknown_optimizer_lists_choices() -> None:
         assert choice in message
 
 
+def test_strategy_defaults_to_auto_and_reads_each_choice() -> None:
+    assert Params().train.strategy == "auto"
+    for name in ("auto", "mirrored", "multi_worker"):
+        assert params_from_dict({"train": {"strategy": name}}).train.strategy == name
+
+
+def test_unknown_strategy_lists_choices() -> None:
+    message = error_of({"train": {"strategy": "parameter_server"}})
+    assert message.startswith("params.yaml: train.strategy: 'parameter_server' is not valid")
+    assert "choose one of auto, mirrored, multi_worker" in message
+
+
 def test_splits_must_be_a_list() -> None:
     message = error_of({"evaluate": {"splits": "test"}})
     assert "evaluate.splits" in message

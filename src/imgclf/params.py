@@ -29,6 +29,7 @@ Arch = Literal["small", "medium", "large", "compact", "custom", "mobilenet_v2"]
 LrSchedule = Literal["constant", "cosine"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Loss = Literal["sparse_categorical_crossentropy", "categorical_crossentropy"]
+Strategy = Literal["auto", "mirrored", "multi_worker"]
 
 # The layer list of ``model.arch: custom``: each entry is {type: ..., <key>: <value>}.
 # For every layer type: its keys, their types and defaults (None = required).
@@ -113,6 +114,10 @@ class TrainParams:
     deterministic: bool = True  # TensorFlow op determinism: same run, same weights (slower)
     mixed_precision: bool = False  # float16 compute on a GPU; ignored on CPU
     jit_compile: bool = False  # XLA-compile the training step
+    # auto: one device, or all local GPUs mirrored; mirrored: tf MirroredStrategy;
+    # multi_worker: several processes/machines, set up by TF_CONFIG (see README).
+    # batch_size is the global batch, split across all of them.
+    strategy: Strategy = "auto"
     augment: AugmentParams = field(default_factory=AugmentParams)
     fine_tune: FineTuneParams = field(default_factory=FineTuneParams)
 

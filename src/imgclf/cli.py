@@ -82,9 +82,11 @@ def _split(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     from imgclf.tracking.wandb_run import Tracker
-    from imgclf.training import train
+    from imgclf.training import distribute, train
 
-    with Tracker.start(params, "train") as tracker:
+    # Of the processes of a multi-worker run only the chief makes a W&B run.
+    chief = distribute.is_chief(params.train.strategy)
+    with Tracker.start(params, "train") if chief else Tracker.disabled("train") as tracker:
         train.run(params.model, params.train, args.data, args.model, args.live, tracker,
                   args.pretrained)
 

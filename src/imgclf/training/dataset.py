@@ -54,5 +54,11 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
         images = tf.cast(images, tf.float32)
         return images, (tf.one_hot(labels, n_classes) if one_hot else labels)
 
-    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Under train.strategy multi_worker each worker keeps its share of every global
+    # batch. TensorFlow's default shards by file, which fails with fewer shard files
+    # than workers (a split may have only one); by element it works for any count.
+    # Every worker shuffles with the same seed, so the shares never overlap.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

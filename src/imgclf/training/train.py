@@ -4,6 +4,10 @@ A model with a pretrained backbone trains in two phases: the new head on the fro
 backbone (``train.epochs``), then the top of the backbone too at a lower rate
 (``train.fine_tune``). A W&B ``Tracker`` (optional; ``imgclf train`` passes one) gets
 the same per-epoch curves, the model and the split manifest.
+
+With ``train.strategy`` several devices or processes train one model together (see
+``imgclf.training.distribute``); every process runs this same code, and only the
+chief writes the model, the learning curves and the W&B run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import keras
@@ -27,6 +32,7 @@ from imgclf.params import ModelParams, TrainParams
 from imgclf.tracking.live import LiveCallback, open_live
 from imgclf.tracking.wandb_run import Tracker
 from imgclf.training.dataset import make_dataset
+from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
 from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
 
 
@@ -42,17 +48,20 @@ def configure_runtime(train: TrainParams) -> None:
 
 
 def backup_dir(model_path: Path, model_params: ModelParams, train: TrainParams,
-               data: Path) -> Path:
+               data: Path, task: Task | None = None) -> Path:
     """Where an interrupted run keeps its per-epoch backups, keyed by what it trains.
 
     Beside the model but not a DVC output, so DVC leaves it alone when it reruns the
     stage; the key (params + the split's meta.json) means a backup is only ever
-    resumed by the same training.
+    resumed by the same training. The workers of a multi-worker run other than the
+    chief each get their own folder: on a shared filesystem they would otherwise
+    write the same files.
     """
     key = json.dumps([dataclasses.asdict(model_params), dataclasses.asdict(train),
                       (data / "meta.json").read_text(encoding="utf-8")], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return model_path.parent / ".train-backup" / digest
+    name = digest if task is None or task.chief else f"{digest}-worker{task.index}"
+    return model_path.parent / ".train-backup" / name
 
 
 def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[str],
@@ -61,6 +70,10 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
         pretrained: str | os.PathLike[str] = "data/pretrained") -> None:
     tracker = tracker or Tracker.disabled("train")
     meta = read_meta(data)
+    # First of all TensorFlow: MultiWorkerMirroredStrategy must be created before any
+    # other op runs (it sets up the runtime's collective ops).
+    strategy = make_strategy(train.strategy)
+    task = current_task(train.strategy)
     configure_runtime(train)
     one_hot = uses_one_hot(train)
     train_ds = make_dataset(data, meta, "train", train.batch_size, shuffle=True,
@@ -68,24 +81,31 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
 
     weights = weights_path(model_params, pretrained)
-    model = build_model(model_params, meta.image_size, len(meta.class_names),
-                        augmentation(train.augment, train.seed), weights)
+    with strategy.scope():  # the variables are created mirrored on every replica
+        model = build_model(model_params, meta.image_size, len(meta.class_names),
+                            augmentation(train.augment, train.seed), weights)
     print(f"train: {model_params.arch} model, {model.count_params():,} parameters, "
           f"{meta.counts['train']} train / {meta.counts['val']} val images of "
           f"{len(meta.class_names)} classes")
-    live = open_live(str(live_dir))
-    callbacks = [LiveCallback(live), tracker.callback()]
+    if strategy.num_replicas_in_sync > 1 or task.count > 1:
+        print(f"train: {train.strategy} strategy, {strategy.num_replicas_in_sync} replicas in "
+              f"sync, worker {task.index} of {task.count}"
+              f"{' (chief)' if task.chief else ''}; global batch {train.batch_size}")
+    # Only the chief writes curves and W&B; the others see the same (all-reduced) logs.
+    live = open_live(str(live_dir)) if task.chief else None
+    callbacks = [LiveCallback(live), tracker.callback()] if live is not None else []
     # A killed run resumes from its last completed epoch: BackupAndRestore saves one
     # each epoch and restores it on the next start; the head phase, once done, is kept
     # as weights so a kill during fine-tuning does not redo it.
-    backups = backup_dir(Path(model_path), model_params, train, Path(data))
+    backups = backup_dir(Path(model_path), model_params, train, Path(data), task)
     head_done = backups / "head.weights.h5"
 
     def fit(learning_rate: float, first_epoch: int, epochs: int, phase: str) -> None:
-        steps = epochs * len(train_ds)
-        model.compile(optimizer=make_optimizer(train, learning_rate, steps),
-                      loss=make_loss(train), metrics=[make_accuracy(train)],
-                      jit_compile=train.jit_compile)
+        steps = epochs * len(train_ds)  # global batches: every worker takes each step
+        with strategy.scope():
+            model.compile(optimizer=make_optimizer(train, learning_rate, steps),
+                          loss=make_loss(train), metrics=[make_accuracy(train)],
+                          jit_compile=train.jit_compile)
         stop = ([keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train.early_stopping_patience,
             restore_best_weights=True)] if train.early_stopping_patience else [])
@@ -100,7 +120,8 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
 
     if head_done.exists():
         print(f"train: the head phase finished before; its weights come from {head_done}")
-        model.load_weights(head_done)
+        with strategy.scope():
+            model.load_weights(head_done)
     else:
         fit(train.learning_rate, 0, train.epochs, "head")
     # Fine-tuning needs a pretrained backbone; for the other archs the phase is skipped,
@@ -113,12 +134,25 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
         print(f"train: fine-tuning {n} backbone layers for {train.fine_tune.epochs} epochs "
               f"at learning rate {train.fine_tune.learning_rate:g}")
         fit(train.fine_tune.learning_rate, train.epochs, train.fine_tune.epochs, "fine_tune")
-    live.end()
+    if live is not None:
+        live.end()
 
     # The saved model computes in float32 whatever policy trained it.
     keras.mixed_precision.set_global_policy("float32")
-    save_model(model, model_path, ModelInfo(meta.class_names, meta.image_size))
+    # Workers that trained together hold the same weights; this line lets one check.
+    print(f"train: final weights sha256 {weights_digest(model)} "
+          f"(worker {task.index} of {task.count})")
+    info = ModelInfo(meta.class_names, meta.image_size)
+    if task.chief:
+        save_model(model, model_path, info)
+    else:
+        # Saving reads the metrics' per-replica state, an all-reduce every worker must
+        # join; so the others save too, into a folder thrown away.
+        with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as tmp:
+            save_model(model, Path(tmp) / "model.keras", info)
     shutil.rmtree(backups, ignore_errors=True)  # done: nothing left to resume
+    if not task.chief:
+        return
     print(f"train: saved {model_path}")
     tracker.log_artifact(model_path, "model", metadata={
         "arch": model_params.arch, "class_names": meta.class_names,

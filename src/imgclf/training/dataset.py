@@ -58,7 +58,8 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     # Under train.strategy multi_worker each worker keeps its share of every global
     # batch. TensorFlow's default shards by file, which fails with fewer shard files
     # than workers (a split may have only one); by element it works for any count.
-    # Every worker shuffles with the same seed, so the shares never overlap.
+    # Every worker runs the same code with the same seed, so all draw the same order
+    # and the shares never overlap.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

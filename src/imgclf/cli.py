@@ -11,10 +11,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import get_args
 
 from imgclf import __version__, report
 from imgclf.errors import UserError
-from imgclf.params import Params, load_params
+from imgclf.params import Params, Tta, load_params
 
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
 # Where `imgclf evaluate --data FOLDER` writes (as imgclf.evaluation.evaluate says, which
@@ -116,9 +117,12 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from imgclf.inference import predict
 
+    # Score as the evaluate stage does, so its metrics describe these answers.
+    tta = getattr(args, "tta", None) or (load_params(args.params) if Path(args.params).exists()
+                       else Params()).evaluate.tta
     return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
                        fmt=args.format, output=args.output,
-                       allow_unsafe_model=args.allow_unsafe_model)
+                       allow_unsafe_model=args.allow_unsafe_model, tta=tta)
 
 
 def _add_unsafe_flag(p: argparse.ArgumentParser) -> None:
@@ -240,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None,
                    help="write the results to this file instead of standard output")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call")
+    p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
+                   help="test-time augmentation: flip averages each image with its mirror "
+                   "image (default: evaluate.tta of the params file, as the evaluate stage "
+                   "scored the model)")
+    p.add_argument("--params", default="params.yaml",
+                   help="the params file --tta defaults from (built-in defaults if missing)")
     _add_unsafe_flag(p)
     report.add_parser(sub)
     return parser

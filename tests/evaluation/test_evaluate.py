@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,6 +9,7 @@ from PIL import Image
 from imgclf import cli
 from imgclf.data.shards import read_meta
 from imgclf.evaluation import evaluate
+from imgclf.models.saving import ModelInfo, save_model
 from imgclf.params import EvaluateParams
 
 METRIC_KEYS = {"accuracy", "precision", "recall", "f1", "auroc", "loss", "n", "ece",
@@ -56,6 +58,29 @@ def test_evaluate_writes_nested_metrics_and_plots(tiny_prepared: Path, tiny_mode
     check_plots(plots, meta.class_names, meta.counts["test"])
     assert sorted(p.name for p in plots.iterdir()) == sorted(
         ["confusion.json", "calibration.json", "roc", "precision_recall", *PNGS])
+
+
+def test_tta_changes_the_scores_not_the_form(tiny_prepared: Path, tmp_path: Path) -> None:
+    """evaluate.tta reaches the scoring: flip and none give different probabilities."""
+    meta = read_meta(tiny_prepared)
+    # Untrained, so unsure: the trained tiny model is too confident for the mirror to
+    # move its rounded loss.
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.Input((meta.image_size, meta.image_size, 3)), keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+        keras.layers.Dense(len(meta.class_names), activation="softmax")])
+    model_path = tmp_path / "model.keras"
+    save_model(model, model_path, ModelInfo(meta.class_names, meta.image_size))
+    scores = {}
+    for tta in ("none", "flip"):
+        out = tmp_path / tta
+        evaluate.run(EvaluateParams(batch_size=7, tta=tta), tiny_prepared, model_path,
+                     out / "eval.json", out / "plots")
+        scores[tta] = json.loads((out / "eval.json").read_text())
+        assert set(scores[tta]["test"]) == METRIC_KEYS
+    assert scores["none"]["test"]["loss"] != scores["flip"]["test"]["loss"]
+    assert scores["none"]["test"]["n"] == scores["flip"]["test"]["n"]
 
 
 def test_evaluate_refuses_a_model_of_other_data(tiny_model: Path, tmp_path: Path,

@@ -40,8 +40,9 @@ from imgclf.evaluation.gallery import (
     save_png,
 )
 from imgclf.evaluation.metrics import classification_metrics
+from imgclf.inference.tta import predict_batch
 from imgclf.models.saving import load_model, read_info
-from imgclf.params import EvaluateParams
+from imgclf.params import EvaluateParams, Tta
 from imgclf.tracking.wandb_run import Tracker
 from imgclf.training.dataset import make_dataset
 
@@ -52,12 +53,12 @@ FOLDER_PLOTS = "metrics/folder/plots"
 
 
 def predict_split(model: object, data: str | os.PathLike[str], meta: ShardsMeta, split: str,
-                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int, tta: Tta = "none") -> tuple[np.ndarray, np.ndarray]:
     """``(labels (N,) int, probabilities (N, C))`` of ``model`` on a prepared split."""
     ds = make_dataset(data, meta, split, batch_size)
     labels, probs = [], []
     for images, y in ds:
-        probs.append(model.predict_on_batch(images))  # type: ignore[attr-defined]
+        probs.append(predict_batch(model, images, tta))
         labels.append(y.numpy())
     return np.concatenate(labels), np.concatenate(probs)
 
@@ -84,7 +85,8 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     for split in params.splits:
         if not meta.counts.get(split):
             continue  # e.g. no val images in a tiny dataset
-        y_true, probs = predict_split(model, data, meta, split, params.batch_size)
+        y_true, probs = predict_split(model, data, meta, split, params.batch_size,
+                                      params.tta)
         metrics[split] = split_metrics(y_true, probs, meta.class_names)
         if split == PLOTS_SPLIT:
             plotted = (y_true, probs)
@@ -160,7 +162,8 @@ def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
     folder = Path(folder)
     paths, labels = labelled_images(folder, read_info(model_path).class_names)  # before Keras
     model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
-    probs, errors = predict_paths(model, paths, info.image_size, params.batch_size)
+    probs, errors = predict_paths(model, paths, info.image_size, params.batch_size,
+                                  params.tta)
     ok = [i for i, e in enumerate(errors) if e is None]
     failed = [(paths[i], e) for i, e in enumerate(errors) if e is not None]
     for path, error in failed:

@@ -28,6 +28,8 @@ import numpy as np
 from imgclf import fsutil
 from imgclf.data.images import ImageError, load_image
 from imgclf.errors import UserError
+from imgclf.inference.tta import predict_batch
+from imgclf.params import Tta
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 """Files with these extensions (any case) are taken from folders; named files always are."""
@@ -110,8 +112,11 @@ def decoded_batches(paths: Sequence[Path], size: int, batch_size: int = BATCH_SI
 
 
 def predict_paths(model: Any, paths: Sequence[Path], image_size: int,
-                  batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, list[str | None]]:
+                  batch_size: int = BATCH_SIZE, tta: Tta = "none",
+                  ) -> tuple[np.ndarray, list[str | None]]:
     """Class probabilities of every file: ``(probs (N, C) float32, errors (N,))``.
+
+    ``tta`` is the test-time augmentation of ``predict_batch``.
 
     ``errors[i]`` is None for a file that was predicted, else the reason it could not
     be read, and ``probs[i]`` is then all NaN.
@@ -125,7 +130,7 @@ def predict_paths(model: Any, paths: Sequence[Path], image_size: int,
         if not good:
             continue
         pixels = np.stack([batch[i] for i in good]).astype(np.float32)
-        out = np.asarray(model.predict_on_batch(pixels), dtype=np.float32)
+        out = predict_batch(model, pixels, tta)
         if probs is None:
             probs = np.full((len(paths), out.shape[1]), np.nan, dtype=np.float32)
         probs[[start + i for i in good]] = out
@@ -197,10 +202,12 @@ FORMATTERS = {"table": format_table, "csv": format_csv, "json": format_json}
 
 def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[str],
         top_k: int = TOP_K, batch_size: int = BATCH_SIZE, fmt: Format = "table",
-        output: str | os.PathLike[str] | None = None, allow_unsafe_model: bool = False) -> int:
+        output: str | os.PathLike[str] | None = None, allow_unsafe_model: bool = False,
+        tta: Tta = "none") -> int:
     """Predict ``paths`` and print (or write to ``output``) the results; 1 if any failed.
 
-    ``allow_unsafe_model`` loads a model file that carries code (see ``load_model``).
+    ``allow_unsafe_model`` loads a model file that carries code (see ``load_model``);
+    ``tta`` is the test-time augmentation (``evaluate.tta`` of params.yaml, from the CLI).
     """
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {top_k}")
@@ -215,7 +222,7 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
     from imgclf.models.saving import load_model  # TensorFlow: only once the input is fine
 
     model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
-    probs, errors = predict_paths(model, files, info.image_size, batch_size)
+    probs, errors = predict_paths(model, files, info.image_size, batch_size, tta)
     if probs.shape[1] not in (0, len(info.class_names)):
         raise UserError(f"{model_path}: the model gives {probs.shape[1]} scores but names "
                         f"{len(info.class_names)} classes; retrain it")

@@ -14,6 +14,7 @@ from imgclf.data.shards import (
     LABEL_BYTES,
     ShardsMeta,
     ShardWriter,
+    SplitImages,
     encode_record,
     read_meta,
     read_split,
@@ -100,6 +101,30 @@ def test_writer_rolls_over_to_new_shards(tmp_path: Path, monkeypatch: pytest.Mon
     got, got_labels = read_split(tmp_path, "train")
     assert np.array_equal(got, pixels)
     assert got_labels.tolist() == labels
+
+
+def test_split_images_reads_across_shards_on_demand(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SplitImages gives record i of a split spread over shards, without copying them all."""
+    meta = ShardsMeta(SIZE, ["a", "b"])
+    monkeypatch.setattr(shards, "SHARD_BYTES", 3 * meta.record_bytes)
+    pixels = images(8, seed=2)
+    labels = [1, 0, 0, 1, 1, 0, 1, 0]
+    write_split(tmp_path, "test", pixels, labels, meta)
+    (tmp_path / "meta.json").write_text(meta.to_json(), encoding="utf-8")
+    assert len(meta.splits["test"]) == 3
+
+    split = SplitImages(tmp_path, "test")
+    assert len(split) == 8
+    assert split.labels.tolist() == labels and split.labels.dtype == np.int32
+    for i in range(8):
+        assert np.array_equal(split[i], pixels[i]), i
+    assert np.array_equal(split[-1], pixels[7])
+    assert isinstance(split[4], np.ndarray) and not isinstance(split[4], np.memmap)
+    with pytest.raises(IndexError):
+        split[8]
+    empty = SplitImages(tmp_path, "val")
+    assert len(empty) == 0 and empty.labels.shape == (0,)
 
 
 def test_record_larger_than_a_shard_gets_a_shard_each(

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from imgclf import fsutil
-from imgclf.data.shards import read_split
+from imgclf.data.shards import SplitImages
 
 SAMPLES_PER_CLASS = 8
 SPLIT_COLOURS = {"train": "#2e86c1", "val": "#f39c12", "test": "#27ae60"}
@@ -126,7 +126,7 @@ def sample_images(prepared: str | os.PathLike[str], rows: Sequence[Mapping[str, 
         mine = wanted.setdefault(row["label"], [])
         if len(mine) < per_class:
             mine.append((split, index, Path(row["path"]).name))
-    images = {split: read_split(prepared, split)[0] for split in position}
+    images = {split: SplitImages(prepared, split) for split in position}
     return {label: [(np.array(images[split][index]), f"{_short(name)} ({split})")
                     for split, index, name in picks] for label, picks in wanted.items()}
 

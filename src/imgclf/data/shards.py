@@ -90,16 +90,51 @@ class ShardWriter:
             self._file = None
 
 
-def read_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-map a split: ``(images (N, S, S, 3) uint8, labels (N,) int32)``.
+def _record_dtype(size: int) -> np.dtype:
+    return np.dtype([("label", "<i4"), ("pixels", np.uint8, (size, size, 3))])
 
-    For inspection and tests; training streams the shards with tf.data instead.
-    """
+
+def _split_parts(folder: str | os.PathLike[str], split: str) -> tuple[int, list[np.memmap]]:
+    """The image size and one memory map of records per shard file of ``split``."""
     meta = read_meta(folder)
-    size = meta.image_size
-    dtype = np.dtype([("label", "<i4"), ("pixels", np.uint8, (size, size, 3))])
-    parts = [np.memmap(Path(folder) / name, dtype=dtype, mode="r")
-             for name in meta.splits.get(split, [])]
+    dtype = _record_dtype(meta.image_size)
+    return meta.image_size, [np.memmap(Path(folder) / name, dtype=dtype, mode="r")
+                             for name in meta.splits.get(split, [])]
+
+
+class SplitImages:
+    """``images[i]``: the ``(S, S, 3)`` uint8 image of record ``i`` of a split, across its
+    shards, read on demand; ``labels`` are the ``(N,)`` int32 labels.
+
+    Nothing is copied up front, so the memory used does not grow with the split (the
+    gallery, the data report and the W&B table each look at a few images only).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], split: str) -> None:
+        _, self._parts = _split_parts(folder, split)
+        self._starts = np.cumsum([0] + [len(p) for p in self._parts])
+        self.labels = (np.concatenate([p["label"] for p in self._parts]).astype(np.int32)
+                       if self._parts else np.zeros((0,), np.int32))
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"record {i} of {len(self)}")
+        i %= len(self)
+        part = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return np.array(self._parts[part]["pixels"][i - self._starts[part]])
+
+
+def read_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A whole split as arrays: ``(images (N, S, S, 3) uint8, labels (N,) int32)``.
+
+    Memory-mapped when the split is one shard; several shards are copied into memory,
+    so this is for inspection and tests. Stages use ``SplitImages`` (a few images) or
+    ``imgclf.training.dataset`` (streaming) instead.
+    """
+    size, parts = _split_parts(folder, split)
     if not parts:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int32)
     records = np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -29,7 +29,7 @@ import numpy as np
 
 from imgclf import fsutil
 from imgclf.data.images import load_image
-from imgclf.data.shards import ShardsMeta, read_meta, read_split
+from imgclf.data.shards import ShardsMeta, SplitImages, read_meta
 from imgclf.errors import UserError
 from imgclf.evaluation.calibration import expected_calibration_error, reliability_rows
 from imgclf.evaluation.curves import confusion_rows, pr_points, roc_points
@@ -103,14 +103,14 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     _summary(metrics, metrics_path)
 
 
-def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -> np.ndarray:
-    """The ``(N, S, S, 3)`` images of ``split``, memory-mapped, in the order it was scored.
+def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -> SplitImages:
+    """The images of ``split`` (``images[i]``, read on demand), in the order it was scored.
 
     ``make_dataset`` reads an unshuffled split in the records' order, so sample ``i``
     of ``predict_split`` is record ``i``; the labels are checked to be sure.
     """
-    images, labels = read_split(data, split)
-    if not np.array_equal(labels, y_true):
+    images = SplitImages(data, split)
+    if not np.array_equal(images.labels, y_true):
         raise ValueError(f"the {split} shards of {data} do not match the scored labels")
     return images
 

@@ -12,7 +12,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 # A header claiming more pixels than this is refused before decoding: a 3-byte-per-
 # pixel decode of it would take gigabytes (a "decompression bomb").
@@ -61,6 +61,22 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
     Raises ``ImageError`` with a short reason (for the split report or predict's
     output) when the bytes are empty, truncated, not an image, or too large.
     """
+    return np.asarray(_decode(data, size)[0], dtype=np.uint8)
+
+
+def decode_image_details(data: bytes, size: int) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """``(pixels, dhash, (width, height))`` of ``data``: the pixels of ``decode_image``,
+    their ``dhash``, and the original size as shown (EXIF rotation applied).
+
+    One decode for all three: the split needs them for every file.
+    """
+    im, shown = _decode(data, size)
+    return np.asarray(im, dtype=np.uint8), _dhash(im), shown
+
+
+def _decode(data: bytes, size: int) -> tuple[Image.Image, tuple[int, int]]:
+    """The ``size`` x ``size`` RGB picture of ``data``, and its original (width, height)
+    as shown; see ``decode_image``."""
     if not data:
         raise ImageError("empty file")
     try:
@@ -71,14 +87,18 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
                 if width * height > MAX_PIXELS:
                     raise ImageError(
                         f"{width}x{height} pixels is more than the {MAX_PIXELS:,} allowed")
+                try:
+                    orientation = im.getexif().get(ExifTags.Base.Orientation)
+                except Exception:  # a broken EXIF block: exif_transpose ignores it too
+                    orientation = None
+                shown = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
                 im.seek(0)  # the first frame of animations
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: much faster, and the
                 # result is still at least ``size`` pixels a side.
                 im.draft("RGB", (size, size))
                 im = ImageOps.exif_transpose(im)
                 im = _to_rgb(im)
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(im, dtype=np.uint8)
+                return im.resize((size, size), Image.Resampling.BILINEAR), shown
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -95,7 +115,11 @@ def dhash(pixels: np.ndarray) -> int:
     Re-encoded or slightly edited copies of a photo share it, so the split can keep
     near-duplicates on one side (the animals set has such a pair).
     """
-    gray = Image.fromarray(pixels).convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    return _dhash(Image.fromarray(pixels))
+
+
+def _dhash(im: Image.Image) -> int:
+    gray = im.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
     a = np.asarray(gray, dtype=np.int16)
     bits = (a[:, 1:] > a[:, :-1]).flatten()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")

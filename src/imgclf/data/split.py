@@ -7,8 +7,6 @@ needs labels and hashes, so memory does not grow with the dataset.
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -18,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image
 from tqdm import tqdm
 
 from imgclf import fsutil
-from imgclf.data.images import ImageError, decode_image, dhash
+from imgclf.data.decoding import Decoded, close_scratch, decode_file
 from imgclf.data.report import split_report
 from imgclf.data.shards import ShardsMeta, ShardWriter, encode_record
 from imgclf.data.splitting import (
@@ -83,75 +80,14 @@ def scan(raw: Path) -> Scan:
     return Scan(class_names, files, skipped)
 
 
-# Each worker process appends the pixels it decodes to a scratch file of its own and
-# sends back only hashes and offsets: piping ~150 KB of pixels per image back to the
-# parent cost more than the decoding itself. Unbuffered writes, so nothing is lost when
-# the pool shuts its workers down.
-_scratch_fds: dict[str, int] = {}
-
-
-def _scratch_fd(folder: str) -> tuple[int, str]:
-    """This process's scratch file in ``folder``: its descriptor and name."""
-    name = f"decoded.{os.getpid()}.tmp"
-    if folder not in _scratch_fds:
-        _scratch_fds[folder] = os.open(Path(folder) / name,
-                                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    return _scratch_fds[folder], name
-
-
-def _close_scratch(folder: str) -> None:
-    fd = _scratch_fds.pop(folder, None)
-    if fd is not None:
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One usable image: its hashes, original size, and where its pixels were written."""
-
-    sha256: str
-    dhash: int
-    size: tuple[int, int]  # original (width, height), EXIF rotation applied
-    scratch: str  # scratch file name, in the output folder
-    offset: int
-
-
-def _decode(job: tuple[str, int, str]) -> Decoded | str:
-    """Worker: decode one file and append its pixels to this process's scratch file;
-    return a ``Decoded``, or the reason the file is unusable."""
-    path, size, folder = job
-    try:
-        data = Path(path).read_bytes()
-        pixels = decode_image(data, size)  # the bytes just hashed: read each file once
-    except (ImageError, OSError) as exc:
-        return str(exc)
-    fd, name = _scratch_fd(folder)
-    offset = os.lseek(fd, 0, os.SEEK_END)
-    view = memoryview(pixels.tobytes())
-    while view:
-        view = view[os.write(fd, view):]
-    return Decoded(hashlib.sha256(data).hexdigest(), dhash(pixels), _size(data), name, offset)
-
-
-def _size(data: bytes) -> tuple[int, int]:
-    """Width and height of an encoded image as shown (EXIF rotation applied), for the report."""
-    with Image.open(io.BytesIO(data)) as im:
-        width, height = im.size
-        try:
-            turned = im.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
-        except Exception:  # a broken EXIF block: load_image ignored it too
-            turned = False
-    return (height, width) if turned else (width, height)
-
-
 def _decoded(paths: list[str], size: int, folder: Path) -> Iterator[Decoded | str]:
-    """Yield ``_decode`` results in input order, on all cores when it pays off."""
+    """Yield ``decode_file`` results in input order, on all cores when it pays off."""
     jobs = [(p, size, str(folder)) for p in paths]
     if len(jobs) < PARALLEL_MIN_FILES:
         try:
-            yield from map(_decode, jobs)
+            yield from map(decode_file, jobs)
         finally:
-            _close_scratch(str(folder))
+            close_scratch(str(folder))
         return
     # sched_getaffinity (the cores this process may use) is missing on macOS and Windows.
     affinity = getattr(os, "sched_getaffinity", None)
@@ -162,7 +98,7 @@ def _decoded(paths: list[str], size: int, folder: Path) -> Iterator[Decoded | st
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            yield from pool.map(_decode, jobs, chunksize=16)
+            yield from pool.map(decode_file, jobs, chunksize=16)
     except BrokenProcessPool:
         raise UserError(
             "split: its worker processes died while starting or decoding; when calling "

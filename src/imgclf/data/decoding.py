@@ -1,0 +1,65 @@
+"""The split stage's worker: decode one file, write its pixels to a scratch file.
+
+Kept apart from :mod:`imgclf.data.split` so that the worker processes, which import
+this module, start with only NumPy, Pillow and :mod:`imgclf.data.images` to load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgclf.data.images import ImageError, decode_image_details
+
+# Each worker process appends the pixels it decodes to a scratch file of its own and
+# sends back only hashes and offsets: piping ~150 KB of pixels per image back to the
+# parent cost more than the decoding itself. Unbuffered writes, so nothing is lost when
+# the pool shuts its workers down.
+_scratch_fds: dict[str, int] = {}
+
+
+def _scratch_fd(folder: str) -> tuple[int, str]:
+    """This process's scratch file in ``folder``: its descriptor and name."""
+    name = f"decoded.{os.getpid()}.tmp"
+    if folder not in _scratch_fds:
+        _scratch_fds[folder] = os.open(Path(folder) / name,
+                                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    return _scratch_fds[folder], name
+
+
+def close_scratch(folder: str) -> None:
+    """Close this process's scratch file in ``folder`` (the serial path's, in the parent)."""
+    fd = _scratch_fds.pop(folder, None)
+    if fd is not None:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One usable image: its hashes, original size, and where its pixels were written."""
+
+    sha256: str
+    dhash: int
+    size: tuple[int, int]  # original (width, height), EXIF rotation applied
+    scratch: str  # scratch file name, in the output folder
+    offset: int
+
+
+def decode_file(job: tuple[str, int, str]) -> Decoded | str:
+    """Worker: decode one file and append its pixels to this process's scratch file in
+    the folder ``job[2]``; return a ``Decoded``, or the reason the file is unusable."""
+    path, size, folder = job
+    try:
+        data = Path(path).read_bytes()
+        # The bytes just read are hashed and decoded: each file is read once.
+        pixels, near_hash, shown = decode_image_details(data, size)
+    except (ImageError, OSError) as exc:
+        return str(exc)
+    fd, name = _scratch_fd(folder)
+    offset = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(pixels.tobytes())
+    while view:
+        view = view[os.write(fd, view):]
+    return Decoded(hashlib.sha256(data).hexdigest(), near_hash, shown, name, offset)

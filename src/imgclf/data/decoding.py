@@ -36,7 +36,7 @@ def close_scratch(folder: str) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per image, kept until the split is done
 class Decoded:
     """One usable image: its hashes, original size, and where its pixels were written."""
 

@@ -106,25 +106,44 @@ class SplitImages:
     """``images[i]``: the ``(S, S, 3)`` uint8 image of record ``i`` of a split, across its
     shards, read on demand; ``labels`` are the ``(N,)`` int32 labels.
 
-    Nothing is copied up front, so the memory used does not grow with the split (the
-    gallery, the data report and the W&B table each look at a few images only).
+    Records are read with ``pread``, not memory-mapped: reading every label through a
+    map faults in (and reads ahead) pages all over the shards, and those pages count in
+    the process's memory, which would then grow with the split. The gallery, the data
+    report and the W&B table each look at a few images only.
     """
 
     def __init__(self, folder: str | os.PathLike[str], split: str) -> None:
-        _, self._parts = _split_parts(folder, split)
-        self._starts = np.cumsum([0] + [len(p) for p in self._parts])
-        self.labels = (np.concatenate([p["label"] for p in self._parts]).astype(np.int32)
-                       if self._parts else np.zeros((0,), np.int32))
+        meta = read_meta(folder)
+        self._size, self._record = meta.image_size, meta.record_bytes
+        self._files = [Path(folder) / name for name in meta.splits.get(split, [])]
+        counts = [f.stat().st_size // self._record for f in self._files]
+        self._starts = np.cumsum([0, *counts])
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def _locate(self, i: int) -> tuple[Path, int]:
+        part = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return self._files[part], (i - int(self._starts[part])) * self._record
+
     def __getitem__(self, i: int) -> np.ndarray:
         if not -len(self) <= i < len(self):
             raise IndexError(f"record {i} of {len(self)}")
-        i %= len(self)
-        part = int(np.searchsorted(self._starts, i, side="right")) - 1
-        return np.array(self._parts[part]["pixels"][i - self._starts[part]])
+        path, offset = self._locate(i % len(self))
+        with open(path, "rb") as f:
+            raw = os.pread(f.fileno(), self._record - LABEL_BYTES, offset + LABEL_BYTES)
+        return np.frombuffer(raw, np.uint8).reshape(self._size, self._size, 3).copy()
+
+    @property
+    def labels(self) -> np.ndarray:
+        out = np.empty(len(self), np.int32)
+        for part, path in enumerate(self._files):
+            start, stop = int(self._starts[part]), int(self._starts[part + 1])
+            with open(path, "rb") as f:
+                for i in range(start, stop):
+                    raw = os.pread(f.fileno(), LABEL_BYTES, (i - start) * self._record)
+                    out[i] = np.frombuffer(raw, "<i4")[0]
+        return out
 
 
 def read_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -596,9 +596,11 @@ def write_params(path: Path, params: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
-# Stages dvc.yaml marks always_changed: they run on every repro by design (``source``
-# fingerprints data.source in a fraction of a second) and are not a rerun of work.
-WATCHERS = frozenset({"source"})
+def always_changed(project: Path) -> set[str]:
+    """The stages ``dvc.yaml`` marks ``always_changed``: they run on every repro by design
+    (``source`` fingerprints data.source in a fraction of a second), not as a rerun."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    return {name for name, stage in stages.items() if stage.get("always_changed")}
 
 
 def repro(project: Path, *targets: str) -> tuple[float, list[str]]:
@@ -629,7 +631,8 @@ def section_incremental(bench: Bench) -> list[Figure]:
         Figure("4 incremental", "evaluate.batch_size changed", changed_s, full_s, "s", None,
                f"stages run: {', '.join(changed_ran) or 'none'}"),
         Figure("4 incremental", "only evaluate reran (1 = yes)",
-               float([s for s in changed_ran if s not in WATCHERS] == ["evaluate"]), None, "",
+               float([s for s in changed_ran if s not in always_changed(project)] == ["evaluate"]),
+               None, "",
                Target(">=", 1, on="value")),
     ]
 

@@ -92,13 +92,18 @@ def _train(args: argparse.Namespace) -> None:
                   args.pretrained)
 
 
+def _params_or_defaults(path: str) -> Params:
+    """The params file for commands usable outside a project: the defaults if it is missing."""
+    return load_params(path) if Path(path).exists() else Params()
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     data = Path(args.data)
     if data.is_dir() and not (data / "meta.json").exists():
         # Not a prepared split: a folder of class sub-folders, scored outside the pipeline
         # (untracked, and into its own outputs so the stage's committed ones stay as
         # they are).
-        params = load_params(args.params) if Path(args.params).exists() else Params()
+        params = _params_or_defaults(args.params)
         from imgclf.evaluation import evaluate
 
         evaluate.run_folder(params.evaluate, data, args.model, args.metrics or FOLDER_METRICS,
@@ -118,8 +123,7 @@ def _predict(args: argparse.Namespace) -> int:
     from imgclf.inference import predict
 
     # Score as the evaluate stage does, so its metrics describe these answers.
-    tta = getattr(args, "tta", None) or (load_params(args.params) if Path(args.params).exists()
-                       else Params()).evaluate.tta
+    tta = getattr(args, "tta", None) or _params_or_defaults(args.params).evaluate.tta
     return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
                        fmt=args.format, output=args.output,
                        allow_unsafe_model=args.allow_unsafe_model, tta=tta)

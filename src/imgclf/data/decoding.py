@@ -59,7 +59,7 @@ def decode_file(job: tuple[str, int, str]) -> Decoded | str:
         return str(exc)
     fd, name = _scratch_fd(folder)
     offset = os.lseek(fd, 0, os.SEEK_END)
-    view = memoryview(pixels.tobytes())
+    view = memoryview(pixels).cast("B")  # the array's own bytes: no copy
     while view:
         view = view[os.write(fd, view):]
     return Decoded(hashlib.sha256(data).hexdigest(), near_hash, shown, name, offset)

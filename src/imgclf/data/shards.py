@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -134,8 +135,8 @@ class SplitImages:
             raw = os.pread(f.fileno(), self._record - LABEL_BYTES, offset + LABEL_BYTES)
         return np.frombuffer(raw, np.uint8).reshape(self._size, self._size, 3).copy()
 
-    @property
-    def labels(self) -> np.ndarray:
+    @cached_property
+    def labels(self) -> np.ndarray:  # read once, on first use
         out = np.empty(len(self), np.int32)
         for part, path in enumerate(self._files):
             start, stop = int(self._starts[part]), int(self._starts[part + 1])

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `imgclf` and `dvc` from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test lint compare bench clean-venv help lock container-check
+.PHONY: setup repro scratch test lint compare bench clean-venv help lock container-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,13 @@ container-check:  ## build the Docker image with podman and run the pipeline in 
 
 repro: setup  ## run the pipeline: download -> split -> train -> evaluate
 	$(BIN)/dvc repro
+
+# The recipe's params as -S flags (imgclf recipe checks them first), run as an experiment;
+# a bad recipe stops here rather than running the default params.
+RECIPE ?= recipes/from-scratch.yaml
+scratch: setup  ## train without pretrained weights: the recipe $(RECIPE) as a DVC experiment
+	flags=$$($(BIN)/imgclf recipe $(RECIPE)) && $(BIN)/dvc exp run $$flags
+	$(BIN)/dvc exp show --drop 'deps|outs|Created' --precision 4
 
 test: setup  ## run the test suite (set IMGCLF_DATA_MIRROR to include the real-photo test)
 	$(BIN)/python -m pytest

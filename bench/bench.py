@@ -34,11 +34,15 @@ from typing import Any
 
 import yaml
 
+from imgclf.params import merge
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DEFAULT_MIRROR = SHARED / "data" / "animals"
 DEFAULT_BASELINE = SHARED / "bench" / "naive_keras.py"
 DEFAULT_KERAS_HOME = SHARED / "weights" / "keras"
+# Section 6 times the default pipeline and the from-scratch recipe.
+DEFAULT_PARAMS = (REPO / "params.yaml", REPO / "recipes" / "from-scratch.yaml")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
 SECTIONS = ("throughput", "overhead", "split", "incremental", "memory", "tta")
@@ -218,17 +222,6 @@ def recipe_kind(params: dict[str, Any]) -> str:
     return "pretrained" if pretrained else "from scratch"
 
 
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra``'s keys replaced, recursively for nested mappings."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 # --- environment, files and child processes ----------------------------------------------
 
 
@@ -376,7 +369,7 @@ class Bench:
     baseline: Path
     repeats: int = 1
     archs: tuple[str, ...] = ARCHS
-    params_files: list[Path] = field(default_factory=lambda: [REPO / "params.yaml"])
+    params_files: list[Path] = field(default_factory=lambda: list(DEFAULT_PARAMS))
     batch: int = 32
 
     @property
@@ -639,11 +632,13 @@ def section_incremental(bench: Bench) -> list[Figure]:
 
 def timed_pipeline(bench: Bench, params_file: Path) -> tuple[float, float, list[str], dict]:
     """(seconds, test accuracy, stages run, params) of a full repro from downloaded data."""
-    params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+    # A recipe file (recipes/*.yaml) holds only the keys it changes: it goes over params.yaml.
+    params = merge(bench.repo_params(), yaml.safe_load(params_file.read_text(encoding="utf-8"))
+                   or {})
     if bench.quick:
         subset = copy_subset(mirror_dir(), bench.work / f"tta-photos-{params_file.stem}", 20)
         params = merge(params, {"data": {"source": str(subset), "image_size": 64},
-                                "train": {"epochs": 1}})
+                                "train": {"epochs": 1, "warmup_epochs": 0}})
     project = make_project(bench.work / f"tta-{params_file.stem}", params)
     stages = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     setup = [s for s in SETUP_STAGES if s in stages]
@@ -776,8 +771,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json-out", type=Path, help="also write the final JSON object here")
     p.add_argument("--only", type=parse_sections, default=list(SECTIONS),
                    help=f"comma-separated sections to run, of {','.join(SECTIONS)}")
-    p.add_argument("--params", type=Path, nargs="+", default=[REPO / "params.yaml"],
-                   help="params files whose full repro section 6 times (one row pair each)")
+    p.add_argument("--params", type=Path, nargs="+", default=list(DEFAULT_PARAMS),
+                   help="params files (full, or recipes that change some keys of params.yaml) "
+                   "whose full repro section 6 times, one row pair each")
     p.add_argument("--repeats", type=int, default=1,
                    help="best of N measurements in sections 1-3 (2 at least in section 2)")
     p.add_argument("--archs", type=lambda s: tuple(s.split(",")), default=ARCHS,

@@ -302,6 +302,10 @@ def test_zero_learning_rate() -> None:
     ("train", "batch_size", 0),
     ("train", "epochs", 0),
     ("train", "early_stopping_patience", -1),
+    ("train", "warmup_epochs", -1),
+    ("train", "warmup_epochs", 4),  # not below train.epochs (4)
+    ("train", "ema", 0.5),
+    ("train", "ema", 1.0),
     ("evaluate", "batch_size", 0),
 ])
 def test_out_of_range_values(section: str, key: str, value: Any) -> None:
@@ -310,6 +314,12 @@ def test_out_of_range_values(section: str, key: str, value: Any) -> None:
 
 def test_augment_out_of_range() -> None:
     assert "train.augment.rotation" in error_of({"train": {"augment": {"rotation": 1.0}}})
+
+
+@pytest.mark.parametrize("crop", [0.01, 1.0, -0.2])
+def test_crop_out_of_range_names_the_key_and_an_example(crop: float) -> None:
+    message = error_of({"train": {"augment": {"crop": crop}}})
+    assert "train.augment.crop" in message and "0.25" in message
 
 
 def test_label_smoothing_with_sparse_loss() -> None:

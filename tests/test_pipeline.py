@@ -210,6 +210,33 @@ def test_queued_experiments_run_and_show_side_by_side(project: Path) -> None:
     assert {0.002, 0.004} <= rates.keys(), rates
 
 
+def test_a_recipe_runs_as_an_experiment_with_its_params(project: Path) -> None:
+    # The README's from-scratch command, `dvc exp run $(imgclf recipe FILE)`, with the
+    # shipped recipe shrunk to tiny data (32 px is the least compact takes).
+    sh(project, "git", "checkout", "--", "params.yaml")
+    recipe = yaml.safe_load((REPO / "recipes" / "from-scratch.yaml").read_text())
+    recipe = _merge(recipe, {"data": {"image_size": 32},
+                             "train": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8}})
+    (project.parent / "tiny-recipe.yaml").write_text(yaml.safe_dump(recipe))
+    flags = sh(project, "imgclf", "recipe", str(project.parent / "tiny-recipe.yaml")).split()
+    assert flags[0] == "-S" and "model.arch=compact" in flags
+    sh(project, "dvc", "exp", "run", *flags, "-n", "scratch-run")
+    found = {}
+    for entry in json.loads(sh(project, "dvc", "exp", "show", "--json")):
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                if rev.get("name") == "scratch-run":
+                    found = rev["data"]
+    assert found, "experiment scratch-run missing from dvc exp show"
+    params = found["params"]["params.yaml"]["data"]
+    assert params["model"]["arch"] == "compact"
+    assert params["train"]["augment"]["crop"] == recipe["train"]["augment"]["crop"]
+    assert params["train"]["ema"] == recipe["train"]["ema"]
+    assert params["data"]["image_size"] == 32
+    assert "accuracy" in found["metrics"]["metrics/eval.json"]["data"]["test"]
+    sh(project, "git", "checkout", "--", "params.yaml")
+
+
 def test_a_typo_in_set_param_stops_the_stage(project: Path) -> None:
     def exp_run(assignment: str) -> str:
         proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S", assignment],

@@ -37,6 +37,8 @@ and, beside the pipeline:
 
   predict     classify image files and folders with the trained model
   report      compare params, metrics and plots with a git revision (--base main)
+  recipe      print a recipe file's params as dvc exp run flags:
+              dvc exp run $(imgclf recipe recipes/from-scratch.yaml)
 
 `imgclf evaluate --data FOLDER` scores the model on any folder of class sub-folders.
 
@@ -90,6 +92,12 @@ def _train(args: argparse.Namespace) -> None:
     with Tracker.start(params, "train") if chief else Tracker.disabled("train") as tracker:
         train.run(params.model, params.train, args.data, args.model, args.live, tracker,
                   args.pretrained)
+
+
+def _recipe(args: argparse.Namespace) -> None:
+    from imgclf.recipe import set_param_flags
+
+    print(" ".join(set_param_flags(args.recipe, args.params)))
 
 
 def _params_or_defaults(path: str) -> Params:
@@ -256,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the params file --tta defaults from (built-in defaults if missing)")
     _add_unsafe_flag(p)
     report.add_parser(sub)
+
+    p = add("recipe", _recipe, "print a recipe file's params as dvc exp run -S flags",
+            "Print '-S key=value' for every param a recipe file sets (a YAML file with only "
+            "the params that differ from params.yaml, such as recipes/from-scratch.yaml), "
+            "after checking that params.yaml with them is valid. Use it as: "
+            "dvc exp run $(imgclf recipe recipes/from-scratch.yaml)")
+    p.add_argument("recipe", metavar="FILE", help="the recipe file")
     return parser
 
 

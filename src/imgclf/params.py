@@ -88,6 +88,12 @@ class AugmentParams:
     rotation: float = 0.0  # max rotation, as a fraction of a full turn
     zoom: float = 0.0  # max zoom in or out, as a fraction
     contrast: float = 0.0  # max contrast change, as a fraction
+    # Random resized crops: each training image becomes a random box of it covering at
+    # least this fraction of its area, resized back; 0 = off.
+    crop: float = 0.0
+    # MixUp: blend each training image and its label with another's, by a weight from
+    # Beta(mixup, mixup), e.g. 0.2; 0 = off. Needs loss: categorical_crossentropy.
+    mixup: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,10 @@ class TrainParams:
     early_stopping_patience: int = 3  # epochs without val_loss improvement; 0 turns it off
     seed: int = 42
     lr_schedule: LrSchedule = "constant"  # cosine: decay to 0 over the epochs
+    warmup_epochs: int = 0  # epochs the rate rises linearly from 0 first (then the schedule)
+    # Keep an exponential moving average of the weights with this decay per batch and
+    # save that instead of the last weights (smoother, often better); 0 = off.
+    ema: float = 0.0
     deterministic: bool = True  # TensorFlow op determinism: same run, same weights (slower)
     mixed_precision: bool = False  # float16 compute on a GPU; ignored on CPU
     jit_compile: bool = False  # XLA-compile the training step
@@ -159,19 +169,24 @@ class Params:
     wandb: WandbParams = field(default_factory=WandbParams)
 
 
-def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
-    """Read and validate ``path``; raise ``ParamsError`` naming the first bad key."""
+def read_yaml(path: str | os.PathLike[str],
+              missing: str = "run from the project folder or pass --params") -> Any:
+    """The parsed YAML of ``path`` (``{}`` for an empty file); ``missing`` says what to do."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ParamsError(
-            f"{path}: not found; run from the project folder or pass --params") from None
+        raise ParamsError(f"{path}: not found; {missing}") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
         raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax") from None
-    return params_from_dict(raw if raw is not None else {}, source=str(path))
+    return raw if raw is not None else {}
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
+    """Read and validate ``path``; raise ``ParamsError`` naming the first bad key."""
+    return params_from_dict(read_yaml(path), source=str(path))
 
 
 def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
@@ -182,6 +197,28 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     except ParamsError as exc:
         raise ParamsError(f"{source}: {exc}") from None
     return params
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra``'s keys replaced, recursively for nested mappings."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def flat_keys(raw: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``[("train.augment.crop", 0.25), ...]``: the leaves of nested mappings, dotted."""
+    out: list[tuple[str, Any]] = []
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            out += flat_keys(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def to_dict(params: Any) -> dict[str, Any]:
@@ -326,6 +363,11 @@ def _check(p: Params) -> None:
         _require(p.data.image_size >= 32,
                  f"data.image_size: mobilenet_v2 needs at least 32, got {p.data.image_size}")
 
+    if p.model.arch == "compact":
+        # Its stem and four poolings halve the image five times.
+        _require(p.data.image_size >= 32,
+                 f"data.image_size: compact needs at least 32, got {p.data.image_size}")
+
     t = p.train
     _require(t.learning_rate > 0, f"train.learning_rate: must be above 0, got {t.learning_rate}")
     _require(0 <= t.momentum < 1, f"train.momentum: must be in [0, 1), got {t.momentum}")
@@ -337,6 +379,11 @@ def _check(p: Params) -> None:
              f"(it is {t.loss})")
     _require(t.batch_size >= 1, f"train.batch_size: must be at least 1, got {t.batch_size}")
     _require(t.epochs >= 1, f"train.epochs: must be at least 1, got {t.epochs}")
+    _require(0 <= t.warmup_epochs < t.epochs,
+             f"train.warmup_epochs: must be 0 or more and below train.epochs ({t.epochs}), "
+             f"got {t.warmup_epochs}")
+    _require(t.ema == 0 or 0.9 <= t.ema < 1,
+             f"train.ema: must be 0 (off) or in [0.9, 1), e.g. 0.99, got {t.ema}")
     _require(t.early_stopping_patience >= 0,
              f"train.early_stopping_patience: must be 0 or more, got {t.early_stopping_patience}")
     f = t.fine_tune
@@ -348,6 +395,13 @@ def _check(p: Params) -> None:
     for name in ("rotation", "zoom", "contrast"):
         value = getattr(a, name)
         _require(0 <= value < 1, f"train.augment.{name}: must be in [0, 1), got {value}")
+    _require(0 <= a.mixup <= 1,
+             f"train.augment.mixup: must be 0 (off) or up to 1, e.g. 0.2, got {a.mixup}")
+    _require(a.mixup == 0 or t.loss == "categorical_crossentropy",
+             "train.augment.mixup: needs train.loss: categorical_crossentropy (mixed labels "
+             f"are not class indices; it is {t.loss})")
+    _require(a.crop == 0 or 0.05 <= a.crop < 1,
+             f"train.augment.crop: must be 0 (off) or in [0.05, 1), e.g. 0.25, got {a.crop}")
 
     e = p.evaluate
     _require(e.batch_size >= 1, f"evaluate.batch_size: must be at least 1, got {e.batch_size}")

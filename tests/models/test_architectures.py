@@ -74,3 +74,19 @@ def test_mobilenet_head_and_fine_tuning() -> None:
     trainable = [layer for layer in base.layers if layer.trainable]
     assert len(trainable) == n and 0 < n <= 10
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+
+
+def test_compact_is_a_residual_cnn_with_batch_norm_and_global_pooling() -> None:
+    model = build_model(ModelParams(arch="compact", dropout=0.3), 96, 3)
+    assert _count(model, keras.layers.Add) == 3  # one residual block per stage
+    assert _count(model, keras.layers.BatchNormalization) == _count(model, keras.layers.Conv2D)
+    assert _count(model, keras.layers.GlobalAveragePooling2D) == 1
+    assert _count(model, keras.layers.Flatten) == 0
+    assert model.get_layer(index=-2).rate == 0.3  # model.dropout before the head
+    assert 1_800_000 < model.count_params() < 2_000_000
+    # The stride-2 stem and four poolings: 96 px reach the last stage at 3x3.
+    last_add = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)][-1]
+    assert last_add.output.shape[1:3] == (3, 3)
+    out = np.asarray(model(np.zeros((2, 96, 96, 3), np.float32)))
+    assert out.shape == (2, 3)
+    np.testing.assert_allclose(out.sum(1), 1, rtol=1e-5)

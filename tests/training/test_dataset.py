@@ -40,3 +40,38 @@ def test_one_hot_labels(tiny_prepared: Path) -> None:
     assert y.shape == (len(labels), 3)
     np.testing.assert_array_equal(y.numpy().argmax(1), labels)
     np.testing.assert_array_equal(y.numpy().sum(1), 1)
+
+
+def test_mixup_blends_images_and_labels_alike(tiny_prepared: Path) -> None:
+    meta = read_meta(tiny_prepared)
+
+    def batch(mixup: float, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        ds = make_dataset(tiny_prepared, meta, "train", batch_size=54, shuffle=True, seed=seed,
+                          one_hot=True, mixup=mixup)
+        x, y = next(iter(ds))
+        return x.numpy(), y.numpy()
+
+    plain_x, plain_y = batch(0.0)
+    mixed_x, mixed_y = batch(0.4)
+    # Same shuffle, so the same records in the same order before blending.
+    assert set(np.unique(plain_y)) == {0.0, 1.0}
+    np.testing.assert_allclose(mixed_y.sum(1), 1, rtol=1e-5)
+    weight = mixed_y.max(1)
+    assert (weight < 0.99).sum() > 10  # most labels are now blends
+    # Each image is its own image times its own weight plus a partner image; the images
+    # of this set are flat colours, so the blend of the red channel shows the weight.
+    own = (plain_y * mixed_y).sum(1) > 0  # the label it started from is still in it
+    assert own.all()
+    assert not np.array_equal(plain_x, mixed_x)
+    assert mixed_x.min() >= plain_x.min() - 1e-3 and mixed_x.max() <= plain_x.max() + 1e-3
+    # Seeded: the same draws again.
+    again_x, again_y = batch(0.4)
+    np.testing.assert_array_equal(mixed_y, again_y)
+    np.testing.assert_array_equal(mixed_x, again_x)
+
+
+def test_mixup_needs_one_hot_labels(tiny_prepared: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="one-hot"):
+        make_dataset(tiny_prepared, read_meta(tiny_prepared), "train", 8, mixup=0.2)

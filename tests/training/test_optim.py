@@ -60,3 +60,35 @@ def test_cosine_schedule_decays_to_zero() -> None:
     assert float(schedule(0)) == pytest.approx(0.1)
     assert float(schedule(50)) == pytest.approx(0.05, rel=1e-3)
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("schedule,end", [("cosine", 0.0), ("constant", 0.1)])
+def test_warmup_rises_from_zero_then_follows_the_schedule(schedule: str, end: float) -> None:
+    opt = make_optimizer(TrainParams(lr_schedule=schedule), 0.1, 100, warmup_steps=20)
+    rate = opt._learning_rate
+    assert float(rate(0)) == pytest.approx(0.0, abs=1e-7)
+    assert float(rate(10)) == pytest.approx(0.05, rel=1e-3)  # halfway up
+    assert float(rate(20)) == pytest.approx(0.1, rel=1e-3)  # the top, at the end of warmup
+    # Cosine decays over the remaining 80 steps, to 0 at the last; constant stays put.
+    assert float(rate(60)) == pytest.approx(0.05 if schedule == "cosine" else 0.1, rel=1e-3)
+    assert float(rate(100)) == pytest.approx(end, abs=1e-7)
+
+
+def test_ema_keeps_an_average_of_the_weights_and_saves_it() -> None:
+    # One weight, pulled from 0 toward 1 by a squared loss: the average lags behind the
+    # raw weight, and fit ends by writing the average into the model.
+    train = TrainParams(optimizer="sgd", momentum=0.0, ema=0.9)
+    opt = make_optimizer(train, 0.1, 50)
+    assert opt.use_ema and opt.ema_momentum == pytest.approx(0.9)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False,
+                                                                     kernel_initializer="zeros")])
+    model.compile(opt, loss="mse")
+    x, y = np.ones((8, 1), np.float32), np.ones((8, 1), np.float32)
+    history = []
+    model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_: history.append(float(model.layers[0].kernel.numpy()[0, 0])))])
+    raw = history[-1]
+    saved = float(model.layers[0].kernel.numpy()[0, 0])
+    assert 0 < saved < raw < 1  # the average, not the last step's weight
+    plain = make_optimizer(TrainParams(), 0.1, 50)
+    assert not plain.use_ema

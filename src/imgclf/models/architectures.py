@@ -2,8 +2,9 @@
 
 ``small``/``medium``/``large`` are the CNNs of the original design (conv filters and
 dense units as in the peer baseline script); ``custom`` is whatever list of layers
-``model.layers`` in params.yaml holds, in the same form; ``mobilenet_v2`` is Keras'
-MobileNetV2 backbone (ImageNet weights when ``model.pretrained``) with a new head.
+``model.layers`` in params.yaml holds, in the same form; ``compact`` is the
+from-scratch recipe (a small residual CNN); ``mobilenet_v2`` is Keras' MobileNetV2
+backbone (ImageNet weights when ``model.pretrained``) with a new head.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from keras import layers
 
 from pathlib import Path
 
+from imgclf.models.augment import RandomResizedCrop
 from imgclf.params import LAYER_SCHEMA, AugmentParams, ModelParams
 
 # arch -> (conv filters, dense units); each conv is followed by 2x2 max pooling and
@@ -26,29 +28,44 @@ CNN_SIZES: dict[str, tuple[list[int], list[int]]] = {
 }
 
 
-def _compact() -> list[dict[str, Any]]:
-    """The from-scratch recipe: batch norm, separable convolutions, global pooling.
+# The from-scratch recipe (model.arch: compact): filters of the stem and of each stage.
+COMPACT_WIDTHS = (32, 64, 128, 256)
 
-    A 3x3 stem, then three stages of two depthwise-separable convolutions (64, 128,
-    256 filters), each conv followed by batch norm and each stage by pooling, then
-    global average pooling instead of a huge flatten-dense block: ~0.1 M parameters
-    instead of the 8.5 M of ``medium``, so it trains fast and overfits far less.
+
+def _conv_bn(x: keras.KerasTensor, filters: int, strides: int = 1) -> keras.KerasTensor:
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    return layers.ReLU()(layers.BatchNormalization()(x))
+
+
+def _compact(model: ModelParams, image_size: int, n_classes: int,
+             augment: list[keras.layers.Layer]) -> keras.Model:
+    """The from-scratch recipe: a small residual CNN with batch norm and global pooling.
+
+    A stride-2 stem (so 96 px images cost what 48 px ones would), then three stages of
+    a convolution, 2x2 pooling and a residual block of two convolutions (64, 128, 256
+    filters), every convolution followed by batch norm, then global average pooling
+    instead of a huge flatten-dense block: 1.9 M parameters. Plain 3x3 convolutions,
+    not separable ones: on a CPU they do more per second, and the model is small anyway.
     """
-    specs: list[dict[str, Any]] = [{"type": "conv", "filters": 32}, {"type": "batch_norm"},
-                                   {"type": "max_pool"}]
-    for filters in (64, 128, 256):
-        for _ in range(2):
-            specs += [{"type": "separable_conv", "filters": filters}, {"type": "batch_norm"}]
-        specs.append({"type": "max_pool"})
-    return specs + [{"type": "global_avg_pool"}, {"type": "dropout", "rate": 0.3}]
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = inputs
+    for layer in augment:
+        x = layer(x)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
+    x = layers.MaxPooling2D()(_conv_bn(x, COMPACT_WIDTHS[0], strides=2))
+    for filters in COMPACT_WIDTHS[1:]:
+        x = layers.MaxPooling2D()(_conv_bn(x, filters))
+        x = layers.Add()([x, _conv_bn(_conv_bn(x, filters), filters)])
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(model.dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="imgclf")
 
 
 def layer_specs(model: ModelParams) -> list[dict[str, Any]]:
     """The layer list of ``model.arch``: the named CNNs expanded, or ``model.layers``."""
     if model.arch == "custom":
         return list(model.layers)
-    if model.arch == "compact":
-        return _compact()
     convs, denses = CNN_SIZES[model.arch]
     specs: list[dict[str, Any]] = []
     for filters in convs:
@@ -89,6 +106,8 @@ def _layer(spec: dict[str, Any]) -> keras.layers.Layer:
 def augmentation(augment: AugmentParams, seed: int) -> list[keras.layers.Layer]:
     """Random augmentation layers; Keras runs them in training only, never in predict."""
     out: list[keras.layers.Layer] = []
+    if augment.crop:
+        out.append(RandomResizedCrop(augment.crop, seed=seed))
     if augment.flip:
         out.append(layers.RandomFlip("horizontal", seed=seed))
     if augment.rotation:
@@ -113,6 +132,8 @@ def build_model(model: ModelParams, image_size: int, n_classes: int,
     """
     if model.arch == "mobilenet_v2":
         return _mobilenet(model, image_size, n_classes, augment or [], weights)
+    if model.arch == "compact":
+        return _compact(model, image_size, n_classes, augment or [])
     return build_layer_list(layer_specs(model), image_size, n_classes, augment)
 
 

@@ -20,6 +20,7 @@ import keras
 
 from imgclf import fsutil
 from imgclf.errors import UserError
+from imgclf.models import augment  # noqa: F401  registers RandomResizedCrop for loading
 
 INFO_NAME = "imgclf.json"
 

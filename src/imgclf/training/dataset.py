@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from imgclf.data.shards import LABEL_BYTES, ShardsMeta
@@ -13,14 +14,21 @@ SHUFFLE_BYTES = 128 * 1024 * 1024  # memory the shuffle buffer may use, whatever
 
 
 def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, batch_size: int,
-                 *, shuffle: bool = False, seed: int = 0, one_hot: bool = False) -> tf.data.Dataset:
+                 *, shuffle: bool = False, seed: int = 0, one_hot: bool = False,
+                 mixup: float = 0.0) -> tf.data.Dataset:
     """Batches of ``(images (B, S, S, 3) float32 in 0..255, labels)`` from ``split``.
 
     Labels are ``(B,)`` int32, or ``(B, C)`` float32 one-hot when ``one_hot`` (for
     ``categorical_crossentropy``: the loss and the label form must match, or training
     silently sits at chance level). With ``shuffle``, shard order and records are
     reshuffled every epoch from ``seed``; otherwise the order is the shards' order.
+    With ``mixup`` (needs ``one_hot``) each image is blended with another of its batch,
+    and its label likewise, by a weight drawn from Beta(mixup, mixup) (Zhang et al.
+    2018): for training only. It lives here, not in the model, because it changes the
+    labels too.
     """
+    if mixup and not one_hot:
+        raise ValueError("mixup needs one-hot labels")  # params validation prevents this
     files = [str(Path(folder) / name) for name in meta.splits.get(split, [])]
     if not files:
         raise ValueError(f"split {split!r} has no shards in {folder}")
@@ -55,6 +63,15 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
         return images, (tf.one_hot(labels, n_classes) if one_hot else labels)
 
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if mixup:
+        mix = keras.layers.MixUp(alpha=mixup, seed=seed)
+
+        def blend(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            out = mix({"images": images, "labels": labels}, training=True)
+            return out["images"], out["labels"]
+
+        # One call at a time: the layer's random draws then come in a fixed order.
+        ds = ds.map(blend, num_parallel_calls=None)
     # Under train.strategy multi_worker each worker keeps its share of every global
     # batch. TensorFlow's default shards by file, which fails with fewer shard files
     # than workers (a split may have only one); by element it works for any count.

@@ -77,7 +77,7 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     configure_runtime(train)
     one_hot = uses_one_hot(train)
     train_ds = make_dataset(data, meta, "train", train.batch_size, shuffle=True,
-                            seed=train.seed, one_hot=one_hot)
+                            seed=train.seed, one_hot=one_hot, mixup=train.augment.mixup)
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
 
     weights = weights_path(model_params, pretrained)
@@ -100,10 +100,12 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     backups = backup_dir(Path(model_path), model_params, train, Path(data), task)
     head_done = backups / "head.weights.h5"
 
-    def fit(learning_rate: float, first_epoch: int, epochs: int, phase: str) -> None:
+    def fit(learning_rate: float, first_epoch: int, epochs: int, phase: str,
+            warmup_epochs: int = 0) -> None:
         steps = epochs * len(train_ds)  # global batches: every worker takes each step
+        warmup = warmup_epochs * len(train_ds)
         with strategy.scope():
-            model.compile(optimizer=make_optimizer(train, learning_rate, steps),
+            model.compile(optimizer=make_optimizer(train, learning_rate, steps, warmup),
                           loss=make_loss(train), metrics=[make_accuracy(train)],
                           jit_compile=train.jit_compile)
         stop = ([keras.callbacks.EarlyStopping(
@@ -123,7 +125,8 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
         with strategy.scope():
             model.load_weights(head_done)
     else:
-        fit(train.learning_rate, 0, train.epochs, "head")
+        # Only the first phase warms up: fine-tuning starts from trained weights.
+        fit(train.learning_rate, 0, train.epochs, "head", train.warmup_epochs)
     # Fine-tuning needs a pretrained backbone; for the other archs the phase is skipped,
     # so `-S model.arch=small` works without also editing train.fine_tune.
     if train.fine_tune.epochs and weights is not None:

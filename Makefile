@@ -44,7 +44,8 @@ repro: setup  ## run the pipeline: download -> split -> train -> evaluate
 RECIPE ?= recipes/from-scratch.yaml
 scratch: setup  ## train without pretrained weights: the recipe $(RECIPE) as a DVC experiment
 	flags=$$($(BIN)/imgclf recipe $(RECIPE)) && $(BIN)/dvc exp run $$flags
-	$(BIN)/dvc exp show --drop 'deps|outs|Created' --precision 4
+	$(BIN)/dvc exp show --drop '.*' --keep 'Experiment|Created|test\.accuracy|test\.f1|model\.arch|image_size' \
+		--precision 4
 
 test: setup  ## run the test suite (set IMGCLF_DATA_MIRROR to include the real-photo test)
 	$(BIN)/python -m pytest

@@ -211,8 +211,8 @@ def test_queued_experiments_run_and_show_side_by_side(project: Path) -> None:
 
 
 def test_a_recipe_runs_as_an_experiment_with_its_params(project: Path) -> None:
-    # The README's from-scratch command, `dvc exp run $(imgclf recipe FILE)`, with the
-    # shipped recipe shrunk to tiny data (32 px is the least compact takes).
+    # The README's from-scratch commands (make scratch: imgclf recipe, then dvc exp
+    # run), with the shipped recipe shrunk to tiny data (compact takes 32 px at least).
     sh(project, "git", "checkout", "--", "params.yaml")
     recipe = yaml.safe_load((REPO / "recipes" / "from-scratch.yaml").read_text())
     recipe = _merge(recipe, {"data": {"image_size": 32},

@@ -37,8 +37,7 @@ and, beside the pipeline:
 
   predict     classify image files and folders with the trained model
   report      compare params, metrics and plots with a git revision (--base main)
-  recipe      print a recipe file's params as dvc exp run flags:
-              dvc exp run $(imgclf recipe recipes/from-scratch.yaml)
+  recipe      print a recipe file's params as dvc exp run flags (make scratch)
 
 `imgclf evaluate --data FOLDER` scores the model on any folder of class sub-folders.
 
@@ -269,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Print '-S key=value' for every param a recipe file sets (a YAML file with only "
             "the params that differ from params.yaml, such as recipes/from-scratch.yaml), "
             "after checking that params.yaml with them is valid. Use it as: "
-            "dvc exp run $(imgclf recipe recipes/from-scratch.yaml)")
+            "flags=$(imgclf recipe recipes/from-scratch.yaml) && dvc exp run $flags "
+            "(make scratch does that); the && keeps a bad recipe from running the "
+            "default params.")
     p.add_argument("recipe", metavar="FILE", help="the recipe file")
     return parser
 

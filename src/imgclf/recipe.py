@@ -2,8 +2,9 @@
 
 A recipe file holds only the params that differ from params.yaml. This turns it into
 ``dvc exp run`` flags, ``-S key=value`` for each of its keys, after checking that
-params.yaml with those values passes validation, so ``dvc exp run $(imgclf recipe
-FILE)`` runs the recipe as an experiment and a typo stops here, naming the key.
+params.yaml with those values passes validation, so ``flags=$(imgclf recipe FILE) &&
+dvc exp run $flags`` (``make scratch``) runs the recipe as an experiment and a typo
+stops here, naming the key.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from imgclf.params import merge
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 STAGES = ("source", "download", "pretrained", "split", "train", "evaluate")
@@ -65,11 +67,6 @@ def assert_nothing_else_ran(dvc_output: str) -> None:
         assert f"Stage '{stage}' didn't change, skipping" in dvc_output, (stage, dvc_output)
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    return {k: _merge(base[k], v) if isinstance(v, dict) else v for k, v in extra.items()} | {
-        k: v for k, v in base.items() if k not in extra}
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[..., Path]) -> Path:
     """A git + DVC repo with this project's pipeline, pointed at generated images."""
@@ -81,7 +78,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[...
         if (REPO / name).exists():
             shutil.copy(REPO / name, repo / name)
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_PARAMS)
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_PARAMS)
     params["data"]["source"] = str(images)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q", "-b", "main")
@@ -215,7 +212,7 @@ def test_a_recipe_runs_as_an_experiment_with_its_params(project: Path) -> None:
     # run), with the shipped recipe shrunk to tiny data (compact takes 32 px at least).
     sh(project, "git", "checkout", "--", "params.yaml")
     recipe = yaml.safe_load((REPO / "recipes" / "from-scratch.yaml").read_text())
-    recipe = _merge(recipe, {"data": {"image_size": 32},
+    recipe = merge(recipe, {"data": {"image_size": 32},
                              "train": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8}})
     (project.parent / "tiny-recipe.yaml").write_text(yaml.safe_dump(recipe))
     flags = sh(project, "imgclf", "recipe", str(project.parent / "tiny-recipe.yaml")).split()

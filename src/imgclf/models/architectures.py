@@ -44,8 +44,9 @@ def _compact(model: ModelParams, image_size: int, n_classes: int,
     A stride-2 stem (so 96 px images cost what 48 px ones would), then three stages of
     a convolution, 2x2 pooling and a residual block of two convolutions (64, 128, 256
     filters), every convolution followed by batch norm, then global average pooling
-    instead of a huge flatten-dense block: 1.9 M parameters. Plain 3x3 convolutions,
-    not separable ones: on a CPU they do more per second, and the model is small anyway.
+    instead of a huge flatten-dense block: 1.9 M parameters. Plain 3x3 convolutions:
+    an earlier compact of separable ones took 26-70 s an epoch of the animals at 96 px
+    on 2 CPU cores, this one about 7 s.
     """
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = inputs

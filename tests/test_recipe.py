@@ -88,7 +88,13 @@ def test_cli_prints_the_flags_and_fails_in_one_line(tmp_path: Path) -> None:
     assert len(bad.stderr.strip().splitlines()) == 1 and "missing.yaml" in bad.stderr
 
 
-def test_params_yaml_is_untouched_by_the_recipe() -> None:
-    # The recipe only prints flags; the default pipeline stays the pretrained one.
-    set_param_flags(SCRATCH, REPO / "params.yaml")
-    assert load_params(REPO / "params.yaml").model.arch == "mobilenet_v2"
+def test_the_recipe_writes_nothing(tmp_path: Path) -> None:
+    # It only prints flags: dvc exp run applies them to a copy. Neither the params file
+    # nor the recipe is touched, and the params stay the pretrained default's.
+    params = _write(tmp_path / "params.yaml", (REPO / "params.yaml").read_text())
+    recipe = _write(tmp_path / "r.yaml", SCRATCH.read_text())
+    before = {p: p.read_bytes() for p in (params, recipe)}
+    set_param_flags(recipe, params)
+    assert {p: p.read_bytes() for p in (params, recipe)} == before
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["params.yaml", "r.yaml"]
+    assert load_params(params).model.arch == "mobilenet_v2"

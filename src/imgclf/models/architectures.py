@@ -9,12 +9,11 @@ backbone (ImageNet weights when ``model.pretrained``) with a new head.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
 from keras import layers
-
-from pathlib import Path
 
 from imgclf.models.augment import RandomResizedCrop
 from imgclf.params import LAYER_SCHEMA, AugmentParams, ModelParams

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import get_args
 
-from imgclf import __version__, report
+from imgclf import __version__, env, report
 from imgclf.errors import UserError
 from imgclf.params import Params, Tta, load_params
 
@@ -89,8 +89,12 @@ def _train(args: argparse.Namespace) -> None:
     # Of the processes of a multi-worker run only the chief makes a W&B run.
     chief = distribute.is_chief(params.train.strategy)
     with Tracker.start(params, "train") if chief else Tracker.disabled("train") as tracker:
-        train.run(params.model, params.train, args.data, args.model, args.live, tracker,
-                  args.pretrained)
+        trained = train.run(params.model, params.train, args.data, args.model, args.live,
+                            args.pretrained, callbacks=[tracker.callback()])
+        if trained is not None:
+            tracker.log_artifact(args.model, "model", metadata=trained.model)
+            tracker.log_artifact(Path(args.data) / "manifest.csv", "dataset",
+                                 metadata=trained.counts)
 
 
 def _recipe(args: argparse.Namespace) -> None:
@@ -121,9 +125,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     from imgclf.tracking.wandb_run import Tracker
 
     with Tracker.start(params, "evaluate") as tracker:
-        evaluate.run(params.evaluate, args.data, args.model, args.metrics or STAGE_METRICS,
-                     args.plots or STAGE_PLOTS, tracker, args.gallery,
-                     allow_unsafe_model=args.allow_unsafe_model)
+        scored = evaluate.run(params.evaluate, args.data, args.model,
+                              args.metrics or STAGE_METRICS, args.plots or STAGE_PLOTS,
+                              args.gallery, allow_unsafe_model=args.allow_unsafe_model)
+        tracker.log_summary(scored.metrics)
+        tracker.log_test_results(scored.images, scored.y_true, scored.probs,
+                                 scored.class_names, scored.curves, scored.mistakes)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -276,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    env.drop_empty()  # VAR= counts as unset, for us and for the libraries (imgclf.env)
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     try:

@@ -1,4 +1,4 @@
-"""Write outputs under a temporary name and rename them into place.
+"""Files: write outputs under a temporary name and rename them into place; hash them.
 
 A stage killed halfway must never leave an output that looks complete, so every
 file and folder a stage produces goes through one of these helpers.
@@ -7,6 +7,7 @@ file and folder a stage produces goes through one of these helpers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -71,3 +72,12 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

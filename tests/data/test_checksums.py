@@ -13,10 +13,10 @@ from imgclf.data.checksums import (
     format_manifest,
     parse_manifest,
     read_manifest,
-    sha256_file,
     verify_folder,
 )
 from imgclf.errors import UserError
+from imgclf.fsutil import sha256_file
 
 A = "a" * 64
 B = "B" * 64

@@ -10,7 +10,6 @@ from imgclf.data.sources import (
     KaggleSource,
     LocalSource,
     UrlSource,
-    parse_dotenv,
     parse_source,
 )
 from imgclf.errors import UserError
@@ -59,20 +58,3 @@ def test_plain_paths_are_local_and_kept_relative() -> None:
 def test_unusable_sources(text: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
         parse_source(text)
-
-
-def test_dotenv_parsing() -> None:
-    text = """
-# credentials
-KAGGLE_USERNAME=alice
-export KAGGLE_KEY = "s3cr#t"
-SINGLE='quoted value'
-INLINE=plain # a comment
-EMPTY=
-not an assignment
-1BAD=x
-"""
-    assert parse_dotenv(text) == {
-        "KAGGLE_USERNAME": "alice", "KAGGLE_KEY": "s3cr#t", "SINGLE": "quoted value",
-        "INLINE": "plain", "EMPTY": "",
-    }

@@ -30,6 +30,7 @@ import yaml
 
 from imgclf import cli
 from imgclf.data.shards import read_meta, read_split
+from imgclf.evaluation.metrics import worst_mistakes
 from imgclf.params import load_params
 from imgclf.tracking.wandb_run import (
     PROBE_TIMEOUT_S,
@@ -269,7 +270,7 @@ def test_unreachable_server_costs_one_warning_and_bounded_time(
         waited = time.monotonic() - started
         with tracker:
             train.run(params.model, params.train, tiny_prepared, "out/model.keras",
-                      "out/live", tracker)
+                      "out/live", callbacks=[tracker.callback()])
     captured = capfd.readouterr()
     # The run fails over to offline at once: a few seconds, not wandb.init's timeout.
     assert waited < PROBE_TIMEOUT_S + 5, f"W&B start took {waited:.0f} s"
@@ -298,6 +299,22 @@ def test_disabled_tracking_creates_no_wandb_folder(
     assert (project / "out/eval.json").is_file()
 
 
+def test_empty_variables_count_as_unset(project: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """`docker compose` passes WANDB_MODE= from .env: W&B must still run (offline)."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY"):
+        monkeypatch.setenv(name, "")
+    tracker = Tracker.start(load_params(), "train")
+    assert tracker.active, capfd.readouterr().err
+    tracker.log({"loss": 1.0})
+    tracker.finish()
+    assert "WANDB_MODE" not in os.environ
+    run = offline_runs(tmp_path / "wandb_dir")["train"]
+    assert run.history[0]["loss"] == 1.0
+    assert "warning" not in capfd.readouterr().err
+
+
 def test_wandb_mode_disabled_turns_tracking_off(project: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -321,7 +338,8 @@ def test_misclassified_table_lists_the_worst_first(tiny_prepared: Path) -> None:
         probs[i] = 0.0
         probs[i, (labels[i] + 1) % 3] = confidence
         probs[i, labels[i]] = 1 - confidence
-    table = misclassified_table(images, labels, probs, names, limit=2)
+    # The evaluate stage ranks the mistakes; the tracker shows the rows it is handed.
+    table = misclassified_table(images, labels, probs, names, worst_mistakes(labels, probs)[:2])
     assert table.columns == ["image", "true", "predicted", "confidence", "index"]
     assert [row[4] for row in table.data] == [3, 5]  # most confidently wrong first
     assert [row[3] for row in table.data] == [pytest.approx(0.9), pytest.approx(0.7)]

@@ -7,7 +7,6 @@ file is caught before it silently changes every result downstream.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -19,9 +18,9 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from imgclf.errors import UserError
+from imgclf.fsutil import sha256_file
 
 _LINE_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
-_CHUNK = 1 << 20
 
 # A manifest maps a relative POSIX path ("cats/0_0001.jpg") to its lower-case sha256.
 Manifest = dict[str, str]
@@ -62,15 +61,6 @@ def read_manifest(path: Traversable | os.PathLike[str]) -> Manifest:
 def format_manifest(manifest: Mapping[str, str]) -> str:
     """The manifest as ``sha256sum`` would print it, sorted by path."""
     return "".join(f"{digest}  ./{name}\n" for name, digest in sorted(manifest.items()))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,6 @@ previous output untouched.
 from __future__ import annotations
 
 import base64
-import http.client
-import math
 import os
 import shutil
 import sys
@@ -39,7 +37,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from imgclf import __version__
+from imgclf import env
 from imgclf.data.archive import extract
 from imgclf.data.checksums import Manifest, read_manifest, verify_folder
 from imgclf.data.sources import (
@@ -47,23 +45,17 @@ from imgclf.data.sources import (
     LocalSource,
     Source,
     UrlSource,
-    parse_dotenv,
     parse_source,
 )
+from imgclf.data.layout import has_image_suffix, is_hidden
 from imgclf.errors import UserError
+from imgclf.fetch import USER_AGENT, fetch_url, host_of, http_timeout
 from imgclf.fsutil import atomic_dir
 from imgclf.params import DEFAULT_SOURCE, DataParams
 
 MIRROR_ENV = "IMGCLF_DATA_MIRROR"
 KAGGLE_URL_ENV = "IMGCLF_KAGGLE_URL"
 DEFAULT_KAGGLE_URL = "https://www.kaggle.com/api/v1/datasets/download"
-TIMEOUT_ENV = "IMGCLF_HTTP_TIMEOUT"
-# Per socket operation (connect, or one read), not for the whole download: a slow but
-# moving transfer never times out, a server that stops sending does.
-DEFAULT_TIMEOUT_S = 60.0
-_MORE_TIME = (f"if the server is just slow, allow more seconds with {TIMEOUT_ENV}=SECONDS "
-              "(or imgclf download --timeout SECONDS)")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 _BAR = {"mininterval": 0.5, "file": sys.stderr, "leave": False}
 
 
@@ -80,28 +72,6 @@ KNOWN_DATASETS: dict[str, KnownDataset] = {
     DEFAULT_SOURCE: KnownDataset(files("imgclf.data") / "animals.sha256",
                                  "Animal Image Dataset (cats, dogs, snakes; 3,000 images)"),
 }
-
-
-def http_timeout(timeout: float | None = None) -> float:
-    """Seconds a socket may wait: ``timeout`` if given, else ``$IMGCLF_HTTP_TIMEOUT``, else 60."""
-    if timeout is not None:
-        return _checked_timeout(timeout, f"--timeout {timeout}", "give")
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    return _checked_timeout(value, f"{TIMEOUT_ENV}={raw}",
-                            f"unset it for the default {DEFAULT_TIMEOUT_S:g}, or set")
-
-
-def _checked_timeout(value: float, setting: str, fix: str) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise UserError(f"{setting}: not a timeout; {fix} a number of seconds above 0, "
-                        "like 120")
-    return float(value)
 
 
 def run(data: DataParams, out: str | os.PathLike[str], *,
@@ -143,7 +113,7 @@ def _workdir(out: Path) -> Iterator[Path]:
 
 def _obtain(source: Source, known: bool, work: Path, timeout: float) -> tuple[Path, str]:
     """A local folder holding the dataset, and a description of where it came from."""
-    mirror = os.environ.get(MIRROR_ENV)
+    mirror = env.get(MIRROR_ENV)
     if known and mirror:
         if not Path(mirror).is_dir():
             raise UserError(f"{MIRROR_ENV}={mirror}: not a folder; point it at a local copy of "
@@ -174,9 +144,8 @@ def _obtain(source: Source, known: bool, work: Path, timeout: float) -> tuple[Pa
 
 def kaggle_credentials(environ: Mapping[str, str], dotenv: Path) -> tuple[str, str] | None:
     """(username, key) from the environment or, for each variable not set there, ``dotenv``."""
-    from_file = parse_dotenv(dotenv.read_text(encoding="utf-8")) if dotenv.is_file() else {}
-    user = environ.get("KAGGLE_USERNAME") or from_file.get("KAGGLE_USERNAME")
-    key = environ.get("KAGGLE_KEY") or from_file.get("KAGGLE_KEY")
+    user = env.lookup("KAGGLE_USERNAME", environ, dotenv)
+    key = env.lookup("KAGGLE_KEY", environ, dotenv)
     if bool(user) != bool(key):
         missing = "KAGGLE_KEY" if user else "KAGGLE_USERNAME"
         raise UserError(f"{missing} is not set but its partner is (environment or .env); "
@@ -192,22 +161,16 @@ def _shown(source: Source) -> str:
     return source.key
 
 
-def _host(url: str) -> str:
-    """Host and port of ``url``, without any user:password part."""
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
-
-
 def _fetch(source: Source, dest: Path, known: bool, timeout: float) -> None:
     """Download the archive of a Kaggle or URL source to ``dest``, with a progress bar."""
     creds = None
     if isinstance(source, KaggleSource):
-        base = os.environ.get(KAGGLE_URL_ENV) or DEFAULT_KAGGLE_URL
+        base = env.get(KAGGLE_URL_ENV) or DEFAULT_KAGGLE_URL
         url = f"{base.rstrip('/')}/{source.owner}/{source.name}"
         creds = kaggle_credentials(os.environ, Path(".env"))
     else:
         url = source.key
-    request = urllib.request.Request(url, headers={"User-Agent": f"imgclf/{__version__}"})
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if creds:
         token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode("ascii")
         # Unredirected: Kaggle redirects to a signed storage URL that must not get the key.
@@ -218,58 +181,8 @@ def _fetch(source: Source, dest: Path, known: bool, timeout: float) -> None:
     try:
         fetch_url(request, dest, hint, timeout)
     except urllib.error.HTTPError as exc:
-        raise _http_error(exc.code, exc.reason, source, _host(url), creds is not None,
+        raise _http_error(exc.code, exc.reason, source, host_of(url), creds is not None,
                           hint) from None
-
-
-def fetch_url(request: urllib.request.Request | str, dest: Path, hint: str,
-              timeout: float | None = None) -> None:
-    """Stream ``request`` into ``dest`` with a progress bar and a socket timeout.
-
-    ``timeout`` is the seconds one connect or read may wait (default: ``http_timeout()``).
-    Unreachable or silent hosts and transfers cut off halfway become a ``UserError``
-    ending in ``hint`` (what to do instead); HTTP error statuses are raised as
-    ``HTTPError`` for the caller to explain.
-    """
-    timeout = http_timeout(timeout)
-    if isinstance(request, str):
-        request = urllib.request.Request(request, headers={"User-Agent": f"imgclf/{__version__}"})
-    host = _host(request.full_url)
-    got, total, answered = 0, None, False
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, \
-                open(dest, "wb") as f:
-            answered = True
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, desc=f"downloading from {host}", unit="B", unit_scale=True,
-                      unit_divisor=1024, **_BAR) as bar:
-                # read1, not read: it returns what has arrived instead of waiting for a full
-                # chunk, so the count of bytes received is right when a transfer stalls.
-                while chunk := response.read1(1 << 20):
-                    f.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError:
-        raise
-    except (urllib.error.URLError, TimeoutError, ConnectionError,
-            http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError):
-            # A silent server: say how long we waited, and how to wait longer.
-            when = (f"with {got} of {total} bytes received" if total else
-                    f"after {got} bytes") if answered else "waiting for an answer"
-            raise UserError(f"download from {host} timed out after {timeout:g} s {when}; "
-                            f"{_MORE_TIME}, or {hint}") from None
-        reason = getattr(reason, "strerror", None) or str(reason) or type(exc).__name__
-        if got or isinstance(exc, http.client.IncompleteRead):
-            # The server answered, so the host is reachable; the transfer broke off.
-            got_of = f"{got} of {total} bytes" if total else f"after {got} bytes"
-            raise UserError(f"download from {host} was cut off ({got_of}: {reason}); "
-                            f"run the stage again, or {hint}") from None
-        raise UserError(f"cannot reach {host} ({reason}); {hint}") from None
-    if total is not None and got != total:
-        raise UserError(f"download from {host} was cut off ({got} of {total} bytes); "
-                        f"run the stage again, or {hint}")
 
 
 def _http_error(code: int, reason: str, source: Source, host: str, sent_creds: bool,
@@ -296,17 +209,12 @@ def _http_error(code: int, reason: str, source: Source, host: str, sent_creds: b
 # --- layout and copying ----------------------------------------------------------------
 
 
-def _ignored(name: str) -> bool:
-    """Hidden entries and macOS zip metadata are never classes or images."""
-    return name.startswith(".") or name == "__MACOSX"
-
-
 def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not _ignored(p.name))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not _ignored(p.name))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
 
 
 def find_class_root(folder: Path, origin: str) -> Path:
@@ -319,7 +227,7 @@ def find_class_root(folder: Path, origin: str) -> Path:
     current = folder
     while True:
         subdirs = _class_dirs(current)
-        has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in _files(current))
+        has_images = any(has_image_suffix(p.name) for p in _files(current))
         if len(subdirs) != 1 or has_images or not _class_dirs(subdirs[0]):
             break
         current = subdirs[0]

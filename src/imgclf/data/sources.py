@@ -94,31 +94,3 @@ def parse_source(text: str) -> Source:
             raise UserError(f"data.source: {text!r} has no path")
         return LocalSource(Path(unquote(parts.path)))
     raise UserError(f"data.source: the {scheme}:// scheme is not supported; use {_FORMS}")
-
-
-def parse_dotenv(text: str) -> dict[str, str]:
-    """Parse a ``.env`` file: ``KEY=VALUE`` lines, ``#`` comments, optional quotes.
-
-    A leading ``export`` is allowed so that the same file can be sourced by a shell.
-    Lines that are not assignments are ignored rather than fatal: the file may belong
-    to other tools too.
-    """
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            # An unquoted value ends at a " #" comment.
-            value = re.split(r"\s+#", value, maxsplit=1)[0].rstrip()
-        values[key] = value
-    return values

@@ -12,8 +12,9 @@ plots folder gets the test split's error analysis:
 (``imgclf evaluate --data FOLDER``). The computations live in ``metrics``, ``curves``,
 ``calibration`` and ``gallery``; this module reads and writes.
 
-A W&B ``Tracker`` (optional; ``imgclf evaluate`` passes one) gets the metrics as the run
-summary, and the test split's charts and misclassified images.
+``run`` returns what it scored (``Scored``), so ``imgclf evaluate`` can hand it to the
+W&B tracker: this stage imports no tracking code, and a change to W&B logging reruns
+nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,10 @@ from imgclf.evaluation.gallery import (
     reliability_figure,
     save_png,
 )
-from imgclf.evaluation.metrics import classification_metrics
+from imgclf.evaluation.metrics import classification_metrics, worst_mistakes
 from imgclf.inference.tta import predict_batch
 from imgclf.models.saving import load_model, read_info
 from imgclf.params import EvaluateParams, Tta
-from imgclf.tracking.wandb_run import Tracker
 from imgclf.training.dataset import make_dataset
 
 PLOTS_SPLIT = "test"  # the confusion matrix, curves and pictures are drawn for this split
@@ -71,11 +72,30 @@ def split_metrics(y_true: np.ndarray, probs: np.ndarray,
     return {**metrics, "ece": expected_calibration_error(y_true, probs), "per_class": per_class}
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What ``run`` scored, for a tracker to log: nothing here is computed twice.
+
+    ``metrics`` is what ``metrics/eval.json`` holds; the rest is of the test split:
+    ``images[i]`` the ``(H, W, 3)`` image whose label is ``y_true[i]`` (N,) and whose
+    class probabilities are ``probs[i]`` (N, C); ``curves`` the per-class points of
+    ``"roc"`` and ``"precision_recall"``; ``mistakes`` the indices of the misclassified
+    images, most confident first.
+    """
+
+    metrics: dict[str, Any]
+    class_names: list[str]
+    images: Any
+    y_true: np.ndarray
+    probs: np.ndarray
+    curves: dict[str, dict[str, list[dict[str, float]]]]
+    mistakes: np.ndarray
+
+
 def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | os.PathLike[str],
         metrics_path: str | os.PathLike[str], plots_dir: str | os.PathLike[str],
-        tracker: Tracker | None = None, gallery: str | os.PathLike[str] | None = None,
-        allow_unsafe_model: bool = False) -> None:
-    tracker = tracker or Tracker.disabled("evaluate")
+        gallery: str | os.PathLike[str] | None = None,
+        allow_unsafe_model: bool = False) -> Scored:
     meta = read_meta(data)
     model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
     if info.class_names != meta.class_names or info.image_size != meta.image_size:
@@ -96,11 +116,12 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     y_true, probs = plotted
     names = meta.class_names
     images = split_images(data, PLOTS_SPLIT, y_true)
-    write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split", gallery)
+    curves = write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split",
+                         gallery)
     fsutil.write_json(metrics_path, metrics)
-    tracker.log_summary(metrics)
-    tracker.log_test_results(images, y_true, probs, names)
     _summary(metrics, metrics_path)
+    return Scored(metrics, list(names), images, y_true, probs, curves,
+                  worst_mistakes(y_true, probs))
 
 
 def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -> SplitImages:
@@ -117,24 +138,27 @@ def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -
 
 def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np.ndarray,
                 class_names: Sequence[str], images: Any, what: str,
-                gallery: str | os.PathLike[str] | None = None) -> None:
+                gallery: str | os.PathLike[str] | None = None,
+                ) -> dict[str, dict[str, list[dict[str, float]]]]:
     """Replace ``plots_dir`` with the plot data and pictures of one scored set.
 
     ``images[i]`` is the ``(H, W, 3)`` image of sample ``i`` (needed for the most
     confident mistakes only); ``what`` names the set in the pictures' titles. The
     gallery of mistakes shows the photos themselves, so the stage writes it to
     ``gallery``, a DVC-cached output, rather than into the git-tracked ``plots_dir``.
+    Returns the per-class curves written, ``{"roc": {class: rows}, "precision_recall": ..}``.
     """
     names = list(class_names)
     predicted = probs.argmax(1)
     calibration = reliability_rows(y_true, probs)
     ece = expected_calibration_error(y_true, probs)
+    curves = {"roc": roc_points(y_true, probs, names),
+              "precision_recall": pr_points(y_true, probs, names)}
     with fsutil.atomic_dir(plots_dir) as tmp:
         _dump(tmp / "confusion.json", confusion_rows(y_true, predicted, names))
-        for folder, curves in (("roc", roc_points(y_true, probs, names)),
-                               ("precision_recall", pr_points(y_true, probs, names))):
+        for folder, per_class in curves.items():
             (tmp / folder).mkdir()
-            for name, rows in curves.items():
+            for name, rows in per_class.items():
                 _dump(tmp / folder / f"{name}.json", rows)
         _dump(tmp / "calibration.json", calibration)
         save_png(confusion_figure(y_true, predicted, names, f"Confusion matrix, {what}"),
@@ -144,6 +168,7 @@ def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np
         mistakes = gallery_figure(images, y_true, probs, names,
                                   title=f"Most confident mistakes, {what}")
         save_png(mistakes, Path(gallery) if gallery else tmp / "misclassified.png")
+    return curves
 
 
 def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],

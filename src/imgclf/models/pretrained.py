@@ -15,10 +15,10 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgclf.data.checksums import sha256_file
-from imgclf.data.download import fetch_url
+from imgclf import env
 from imgclf.errors import UserError
-from imgclf.fsutil import atomic_dir
+from imgclf.fetch import fetch_url
+from imgclf.fsutil import atomic_dir, sha256_file
 from imgclf.params import ModelParams
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
@@ -66,7 +66,7 @@ def weights_path(model: ModelParams, folder: str | os.PathLike[str]) -> Path | N
 
 def keras_cache() -> Path:
     """Keras' cache of downloaded weights: ``$KERAS_HOME/models`` (default ~/.keras)."""
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+    return Path(env.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
 
 def run(model: ModelParams, out: str | os.PathLike[str]) -> None:

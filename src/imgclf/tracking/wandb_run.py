@@ -47,8 +47,7 @@ import keras
 import numpy as np
 import yaml
 
-from imgclf.data.sources import parse_dotenv
-from imgclf.evaluation.metrics import worst_mistakes
+from imgclf import env
 from imgclf.params import Params, WandbParams, to_dict
 
 INIT_TIMEOUT_S = 15.0
@@ -60,6 +59,8 @@ FINISH_TIMEOUT_S = 120.0
 GIT_TIMEOUT_S = 10.0
 
 ArtifactKind = Literal["model", "dataset"]
+# Per-class curve points, {class name: [{"fpr": 0.0, "tpr": 0.5}, ...]}.
+Curves = dict[str, list[dict[str, float]]]
 # The default artifact name of each kind.
 ARTIFACT_NAMES: dict[str, str] = {"model": "model", "dataset": "split-manifest"}
 PREPARED_OUT = "data/prepared"  # the split stage's output, whose hash names the data
@@ -98,35 +99,38 @@ class Tracker:
         ``wandb/`` folder are those of ``$DVC_ROOT`` when DVC sets it: a queued
         experiment runs in a temporary copy, which has no ``.env`` and is deleted after.
         """
-        env = os.environ if environ is None else environ
-        env_mode = env.get("WANDB_MODE", "").strip().lower()
+        if environ is None:
+            env.drop_empty()  # W&B reads os.environ itself and refuses WANDB_MODE=""
+            environ = os.environ
+        env_mode = (env.get("WANDB_MODE", environ) or "").lower()
         if not params.wandb.enabled or env_mode == "disabled":
             return cls.disabled(job_type)
         root = Path(root)
-        home = Path(env.get("DVC_ROOT") or root)
-        key = from_env(env, home / ".env", "WANDB_API_KEY")
+        home = Path(env.get("DVC_ROOT", environ) or root)
+        key = env.lookup("WANDB_API_KEY", environ, home / ".env")
         online = bool(key) and env_mode not in ("offline", "dryrun")
-        if online and (problem := unreachable(env.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)):
+        base_url = env.get("WANDB_BASE_URL", environ) or DEFAULT_BASE_URL
+        if online and (problem := unreachable(base_url)):
             # Fail over to an offline run at once rather than wait out wandb.init's timeout:
             # nothing is lost, and the stage ends with the command that uploads it.
             print(f"{job_type}: warning: W&B server {problem}; logging offline instead",
                   file=sys.stderr)
             online, key = False, None
         tracker = cls(job_type, params.wandb, secret=key)
-        tracker._run = tracker._guarded("start", tracker._init, params, root, env, key, online,
-                                        home)
+        tracker._run = tracker._guarded("start", tracker._init, params, root, environ, key,
+                                        online, home)
         return tracker
 
-    def _init(self, params: Params, root: Path, env: Mapping[str, str], key: str | None,
+    def _init(self, params: Params, root: Path, environ: Mapping[str, str], key: str | None,
               online: bool, home: Path) -> Any:
         import wandb  # here, not at the top: a disabled tracker never loads W&B
 
         assert self._settings is not None
         # Runs are named after the DVC experiment; a sweep (make compare) can put all of
         # its experiments into one group with wandb.group.
-        name = run_group(env, root)
+        name = run_group(environ, root)
         group = self._settings.group or name
-        entity = self._settings.entity or from_env(env, home / ".env", "WANDB_ENTITY")
+        entity = self._settings.entity or env.lookup("WANDB_ENTITY", environ, home / ".env")
         config = {**to_dict(params), "git_rev": git_rev(root) or "",
                   "data_hash": data_hash(root / "dvc.lock") or ""}
         # W&B prints through a global set up once per process: silence it before the
@@ -141,7 +145,7 @@ class Tracker:
             project=self._settings.project, entity=entity,
             group=group, job_type=self.job_type, name=f"{name}-{self.job_type}",
             config=config, mode="online" if online else "offline",
-            dir=env.get("WANDB_DIR") or str(home),
+            dir=env.get("WANDB_DIR", environ) or str(home),
             settings=settings)
 
     @property
@@ -212,36 +216,38 @@ class Tracker:
         self._run.log_artifact(artifact)
 
     def log_test_results(self, images: Any, y_true: np.ndarray, probs: np.ndarray,
-                         class_names: list[str]) -> None:
+                         class_names: list[str], curves: Mapping[str, Curves],
+                         mistakes: np.ndarray) -> None:
         """The test split's confusion matrix, ROC and PR charts, and misclassified images.
 
-        ``images[i]`` is the ``(H, W, 3)`` image scored as ``y_true[i]``/``probs[i]`` (the
-        evaluate stage passes the memory-mapped test shards it already checked).
+        ``images[i]`` is the ``(H, W, 3)`` image scored as ``y_true[i]``/``probs[i]``;
+        ``curves`` holds the evaluate stage's per-class ``"roc"`` and
+        ``"precision_recall"`` points (``{class: [{"fpr": .., "tpr": ..}, ...]}``), and
+        ``mistakes`` the indices of the most confident mistakes, worst first. The
+        tracker draws what it is handed; it computes no metric of its own.
         """
         self._call("test charts", self._log_test_results, images, np.asarray(y_true),
-                   np.asarray(probs), list(class_names))
+                   np.asarray(probs), list(class_names), curves, np.asarray(mistakes))
 
     def _log_test_results(self, images: Any, y_true: np.ndarray, probs: np.ndarray,
-                          class_names: list[str]) -> None:
+                          class_names: list[str], curves: Mapping[str, Curves],
+                          mistakes: np.ndarray) -> None:
         import wandb
-
-        from imgclf.evaluation.curves import pr_points, roc_points
 
         assert self._settings is not None
         charts: dict[str, Any] = {
             "test/confusion_matrix": wandb.plot.confusion_matrix(
                 y_true=y_true.tolist(), preds=probs.argmax(1).tolist(),
                 class_names=class_names, title="Confusion matrix (test)"),
-            "test/roc": _curve_chart(roc_points(y_true, probs, class_names), "fpr", "tpr",
-                                     "ROC (test)", "False positive rate",
-                                     "True positive rate"),
+            "test/roc": _curve_chart(curves["roc"], "fpr", "tpr", "ROC (test)",
+                                     "False positive rate", "True positive rate"),
             "test/precision_recall": _curve_chart(
-                pr_points(y_true, probs, class_names), "recall", "precision",
+                curves["precision_recall"], "recall", "precision",
                 "Precision-recall (test)", "Recall", "Precision"),
         }
         if self._settings.misclassified:
             charts["test/misclassified"] = misclassified_table(
-                images, y_true, probs, class_names, self._settings.misclassified)
+                images, y_true, probs, class_names, mistakes[:self._settings.misclassified])
         self._run.log(charts)
 
     # --- the guard ---------------------------------------------------------------------
@@ -292,14 +298,6 @@ class _EpochLogger(keras.callbacks.Callback):
 
 
 # --- what the run is named and configured with -----------------------------------------
-
-
-def from_env(environ: Mapping[str, str], dotenv: Path, name: str) -> str | None:
-    """Variable ``name`` from the environment, else from the ``.env`` file; None if unset."""
-    value = environ.get(name, "").strip()
-    if not value and dotenv.is_file():
-        value = parse_dotenv(dotenv.read_text(encoding="utf-8")).get(name, "").strip()
-    return value or None
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -369,7 +367,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # --- evaluation charts ------------------------------------------------------------------
 
 
-def _curve_chart(curves: dict[str, list[dict[str, float]]], x: str, y: str, title: str,
+def _curve_chart(curves: Curves, x: str, y: str, title: str,
                  x_title: str, y_title: str) -> Any:
     """One line per class, drawn with the preset chart of ``wandb.plot.roc_curve``."""
     import wandb
@@ -382,13 +380,13 @@ def _curve_chart(curves: dict[str, list[dict[str, float]]], x: str, y: str, titl
 
 
 def misclassified_table(images: Any, y_true: np.ndarray, probs: np.ndarray,
-                        class_names: list[str], limit: int) -> Any:
-    """The ``limit`` most confidently wrong images: image, true, predicted, confidence."""
+                        class_names: list[str], rows: np.ndarray) -> Any:
+    """A table of the images ``rows`` (indices, in order): image, true, predicted, confidence."""
     import wandb
 
     predicted = probs.argmax(1)
     table = wandb.Table(columns=["image", "true", "predicted", "confidence", "index"])
-    for i in worst_mistakes(y_true, probs, limit).tolist():
+    for i in np.asarray(rows).tolist():
         table.add_data(wandb.Image(np.asarray(images[i])), class_names[y_true[i]],
                        class_names[predicted[i]], round(float(probs[i, predicted[i]]), 4), i)
     return table

@@ -2,8 +2,9 @@
 
 A model with a pretrained backbone trains in two phases: the new head on the frozen
 backbone (``train.epochs``), then the top of the backbone too at a lower rate
-(``train.fine_tune``). A W&B ``Tracker`` (optional; ``imgclf train`` passes one) gets
-the same per-epoch curves, the model and the split manifest.
+(``train.fine_tune``). ``imgclf train`` hands ``run`` the W&B tracker's epoch callback
+and logs the model it returns as an artifact: this stage imports no tracking code but
+DVCLive's, whose files are its outputs.
 
 With ``train.strategy`` several devices or processes train one model together (see
 ``imgclf.training.distribute``); every process runs this same code, and only the
@@ -19,7 +20,10 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -30,7 +34,6 @@ from imgclf.models.pretrained import weights_path
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.params import ModelParams, TrainParams
 from imgclf.tracking.live import LiveCallback, open_live
-from imgclf.tracking.wandb_run import Tracker
 from imgclf.training.dataset import make_dataset
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
 from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
@@ -64,11 +67,22 @@ def backup_dir(model_path: Path, model_params: ModelParams, train: TrainParams,
     return model_path.parent / ".train-backup" / name
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What the chief saved, for a tracker to log: the model's facts and the data's counts."""
+
+    model: dict[str, Any]  # arch, class_names, image_size, parameters, train
+    counts: dict[str, int]  # images per split
+
+
 def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[str],
         model_path: str | os.PathLike[str], live_dir: str | os.PathLike[str],
-        tracker: Tracker | None = None,
-        pretrained: str | os.PathLike[str] = "data/pretrained") -> None:
-    tracker = tracker or Tracker.disabled("train")
+        pretrained: str | os.PathLike[str] = "data/pretrained",
+        callbacks: Sequence[keras.callbacks.Callback] = ()) -> Trained | None:
+    """Train and save the model; the chief returns what it saved, other workers None.
+
+    ``callbacks`` (e.g. a tracker's) run in the chief only, beside DVCLive's.
+    """
     meta = read_meta(data)
     # First of all TensorFlow: MultiWorkerMirroredStrategy must be created before any
     # other op runs (it sets up the runtime's collective ops).
@@ -93,7 +107,7 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
               f"{' (chief)' if task.chief else ''}; global batch {train.batch_size}")
     # Only the chief writes curves and W&B; the others see the same (all-reduced) logs.
     live = open_live(str(live_dir)) if task.chief else None
-    callbacks = [LiveCallback(live), tracker.callback()] if live is not None else []
+    callbacks = [LiveCallback(live), *callbacks] if live is not None else []
     # A killed run resumes from its last completed epoch: BackupAndRestore saves one
     # each epoch and restores it on the next start; the head phase, once done, is kept
     # as weights so a kill during fine-tuning does not redo it.
@@ -155,10 +169,8 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
             save_model(model, Path(tmp) / "model.keras", info)
     shutil.rmtree(backups, ignore_errors=True)  # done: nothing left to resume
     if not task.chief:
-        return
+        return None
     print(f"train: saved {model_path}")
-    tracker.log_artifact(model_path, "model", metadata={
-        "arch": model_params.arch, "class_names": meta.class_names,
-        "image_size": meta.image_size, "parameters": model.count_params(),
-        "train": dataclasses.asdict(train)})
-    tracker.log_artifact(Path(data) / "manifest.csv", "dataset", metadata=dict(meta.counts))
+    return Trained({"arch": model_params.arch, "class_names": meta.class_names,
+                    "image_size": meta.image_size, "parameters": model.count_params(),
+                    "train": dataclasses.asdict(train)}, dict(meta.counts))

@@ -16,22 +16,26 @@ help:  ## list the targets
 
 setup: $(STAMP)  ## create .venv and install the project with its dev tools
 
-# The exact versions of requirements.lock (every dependency, dev tools included), then the
-# project itself without resolving anything again.
-$(STAMP): pyproject.toml requirements.lock
+# The exact versions of the two locks (requirements.lock: what the pipeline runs with;
+# requirements-dev.lock: tests, lint, bench), then the project itself without resolving
+# anything again.
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "imgclf needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# After changing the dependencies in pyproject.toml: make lock (keeps the other pins);
-# to move every pin to the newest allowed release: make lock LOCK_FLAGS=--upgrade
+# After changing the dependencies in pyproject.toml or requirements-dev.in: make lock
+# (keeps the other pins); to move every pin to the newest allowed release:
+# make lock LOCK_FLAGS=--upgrade. The runtime lock is a dep of the stages that compute
+# (dvc.yaml), so a new pin there reruns them; the dev lock is no stage's dep.
 LOCK_FLAGS ?=
-lock: setup  ## re-pin requirements.lock from pyproject.toml (pip-compile)
-	CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --extra dev --strip-extras \
-		--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
-		$(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --strip-extras \
+	--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_FLAGS)
+lock: setup  ## re-pin requirements.lock and requirements-dev.lock (pip-compile)
+	$(PIP_COMPILE) --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) --output-file requirements-dev.lock requirements-dev.in
 
 container-check:  ## build the Docker image with podman and run the pipeline in it
 	scripts/container-check.sh

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from imgclf.data.layout import has_image_suffix
 from imgclf.params import merge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,6 @@ DEFAULT_BASELINE = SHARED / "bench" / "naive_keras.py"
 DEFAULT_KERAS_HOME = SHARED / "weights" / "keras"
 # Section 6 times the default pipeline and the from-scratch recipe.
 DEFAULT_PARAMS = (REPO / "params.yaml", REPO / "recipes" / "from-scratch.yaml")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
 SECTIONS = ("throughput", "overhead", "split", "incremental", "memory", "tta")
 ARCHS = ("small", "medium", "large")
@@ -260,7 +260,7 @@ def child_env() -> dict[str, str]:
 
 def class_files(root: Path) -> dict[str, list[Path]]:
     """Image files of each class sub-folder of ``root``, sorted."""
-    return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return {d.name: sorted(p for p in d.iterdir() if has_image_suffix(p.name))
             for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
 
 

@@ -25,6 +25,54 @@ for _name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DI
     os.environ.setdefault(_name, _wandb_tmp)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _real_photos() -> Path | None:
+    """The real animals photos named by $IMGCLF_DATA_MIRROR; None if unset, blank or absent."""
+    value = os.environ.get("IMGCLF_DATA_MIRROR", "").strip()
+    path = Path(value) if value else None
+    return path if path and all((path / c).is_dir() for c in ("cats", "dogs", "snakes")) else None
+
+
+def _real_weights() -> Path | None:
+    """$KERAS_HOME/models when it holds Keras' real MobileNetV2 weights, else None."""
+    value = os.environ.get("KERAS_HOME", "").strip()
+    models = Path(value) / "models" if value else None
+    return models if models and any(models.glob("mobilenet_v2_*_no_top.h5")) else None
+
+
+# Read once, before any test changes the environment.
+REAL_PHOTOS, REAL_WEIGHTS = _real_photos(), _real_weights()
+SKIPS = {
+    "realdata": (REAL_PHOTOS, "needs the real photos: set IMGCLF_DATA_MIRROR to a folder "
+                 "with cats/, dogs/ and snakes/ (.ci/run uses ../shared/data/animals)"),
+    "realweights": (REAL_WEIGHTS, "needs Keras' real MobileNetV2 weights: set KERAS_HOME to "
+                    "a folder whose models/ holds them (.ci/run uses ../shared/weights/keras)"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked realdata / realweights skip, with the reason, when those are missing."""
+    for item in items:
+        for marker, (found, reason) in SKIPS.items():
+            if item.get_closest_marker(marker) and found is None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def real_photos() -> Path:
+    """The folder of the real photos (the test is marked realdata, so it exists)."""
+    assert REAL_PHOTOS is not None, "mark the test realdata"
+    return REAL_PHOTOS
+
+
+@pytest.fixture(scope="session")
+def real_weights() -> Path:
+    """$KERAS_HOME/models with the real weights (the test is marked realweights)."""
+    assert REAL_WEIGHTS is not None, "mark the test realweights"
+    return REAL_WEIGHTS
+
+
 CLASS_COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
 
 

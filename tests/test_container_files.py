@@ -36,9 +36,12 @@ def tool(name: str) -> str:
 
 # --- the lock file -----------------------------------------------------------------------
 
-def lock_pins() -> dict[str, str]:
+LOCKS = ("requirements.lock", "requirements-dev.lock")
+
+
+def lock_pins(lock: str = "requirements.lock") -> dict[str, str]:
     pins = {}
-    for line in (REPO / "requirements.lock").read_text().splitlines():
+    for line in (REPO / lock).read_text().splitlines():
         line = line.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
@@ -50,33 +53,49 @@ def lock_pins() -> dict[str, str]:
     return pins
 
 
-def declared() -> list[Requirement]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in
-            project["dependencies"] + project["optional-dependencies"]["dev"]]
+def declared(lock: str) -> list[Requirement]:
+    """The requirements each lock pins: the project's own, or the dev tools'."""
+    if lock == "requirements.lock":
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+        return [Requirement(r) for r in project["dependencies"]]
+    lines = [line.split("#", 1)[0].strip()
+             for line in (REPO / "requirements-dev.in").read_text().splitlines()]
+    return [Requirement(line) for line in lines if line and not line.startswith("-")]
 
 
-def test_lock_pins_every_declared_dependency_within_its_range() -> None:
-    pins = lock_pins()
-    for req in declared():
+@pytest.mark.parametrize("lock", LOCKS)
+def test_lock_pins_every_declared_dependency_within_its_range(lock: str) -> None:
+    pins = lock_pins(lock)
+    for req in declared(lock):
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req.name} is not in requirements.lock: run `make lock`"
+        assert name in pins, f"{req.name} is not in {lock}: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), (
-            f"requirements.lock pins {req.name}=={pins[name]}, outside {req}: run `make lock`")
+            f"{lock} pins {req.name}=={pins[name]}, outside {req}: run `make lock`")
 
 
-def test_lock_holds_no_local_paths_or_index_options() -> None:
-    lines = (REPO / "requirements.lock").read_text().splitlines()
+def test_the_dev_lock_keeps_the_runtime_pins_and_holds_no_runtime_library() -> None:
+    """A dev tool never moves a runtime pin, so bumping one reruns no stage."""
+    runtime, dev = lock_pins(), lock_pins("requirements-dev.lock")
+    for name in dev.keys() & runtime.keys():
+        assert dev[name] == runtime[name], name
+    for name in ("tensorflow", "keras", "pillow", "numpy", "scikit-learn"):
+        assert name in runtime and name not in dev, name
+    assert "pytest" in dev and "pytest" not in runtime
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_lock_holds_no_local_paths_or_index_options(lock: str) -> None:
+    lines = (REPO / lock).read_text().splitlines()
     text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     for bad in ("file:", "/opt/", "--find-links", "--index-url", "--extra-index-url",
                 "--trusted-host", "-e ", "-c ", "/work/"):
-        assert bad not in text, f"requirements.lock holds {bad!r}: it must work anywhere"
-    assert len(lock_pins()) > 50  # the whole tree, not only the direct dependencies
+        assert bad not in text, f"{lock} holds {bad!r}: it must work anywhere"
+    assert len(lock_pins(lock)) > 30  # the whole tree, not only the direct dependencies
 
 
 def test_setup_installs_from_the_lock() -> None:
     makefile = (REPO / "Makefile").read_text()
-    assert "pip install --quiet -r requirements.lock" in makefile
+    assert "pip install --quiet -r requirements.lock -r requirements-dev.lock" in makefile
     assert "--no-deps" in makefile and "pip-compile" in makefile
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -12,12 +11,10 @@ import pytest
 from imgclf.params import Params
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
-MIRROR = os.environ.get("IMGCLF_DATA_MIRROR", "")
 PER_CLASS = 200
 
 
-@pytest.mark.skipif(not Path(MIRROR).is_dir(), reason="IMGCLF_DATA_MIRROR is not set")
-def test_stages_on_real_photos_beat_chance(tmp_path: Path) -> None:
+def test_stages_on_real_photos_beat_chance(tmp_path: Path, real_photos: Path) -> None:
     from imgclf.data import download, split
     from imgclf.evaluation import evaluate
     from imgclf.params import params_from_dict

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import get_args
 
 from imgclf import __version__, env, report
+from imgclf.data.layout import IMAGE_SUFFIXES
 from imgclf.errors import UserError
 from imgclf.params import Params, Tta, load_params
 
@@ -245,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict", help="classify image files and folders with the trained model",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Classify image files, and the image files (.jpg .jpeg .png .bmp .gif "
-        ".webp .tif .tiff, any case; hidden ones skipped) in folders, recursively, with the "
+        description="Classify image files, and the image files "
+        f"({' '.join(sorted(IMAGE_SUFFIXES))}, any case; hidden ones skipped) in folders, "
+        "recursively, with the "
         "model, preparing them exactly as for training at the image size stored in the model "
         "file. Prints file, predicted class, confidence and the top-k classes. A file that "
         "cannot be read is reported with the reason and the others are still predicted; "

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dvc_render.image import ImageRenderer
 
 from imgclf.errors import UserError
 
@@ -210,7 +211,8 @@ class Plot:
                 for rev, rows in ((base, s.base), (WORKSPACE, s.workspace)) if rows is not None]
 
 
-IMAGE_SUFFIXES = frozenset({".png", ".svg", ".jpg", ".jpeg", ".gif"})
+# The files DVC shows as pictures rather than plotting their data.
+IMAGE_SUFFIXES = frozenset(ImageRenderer.EXTENSIONS)
 
 
 def plot_specs(repo: Path, base: str) -> list[Plot]:

@@ -21,7 +21,6 @@ from imgclf.data.download import KnownDataset, run
 from imgclf.errors import UserError
 from imgclf.params import DEFAULT_SOURCE, DataParams
 
-REAL_MIRROR = os.environ.get("IMGCLF_DATA_MIRROR")  # read before clean_env clears it
 FILES_A = {"cats/a1.jpg": b"cat one", "cats/a2.jpg": b"cat two", "dogs/d1.jpg": b"dog one"}
 CLOSED_PORT = "http://127.0.0.1:1"
 
@@ -465,9 +464,8 @@ def test_default_registry_pins_the_animals_manifest(mirror: Path) -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not REAL_MIRROR, reason="IMGCLF_DATA_MIRROR is not set")
-def test_real_mirror(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
-    monkeypatch.setenv("IMGCLF_DATA_MIRROR", str(REAL_MIRROR))
+def test_real_mirror(monkeypatch: pytest.MonkeyPatch, real_photos: Path, clean_env: Path) -> None:
+    monkeypatch.setenv("IMGCLF_DATA_MIRROR", str(real_photos))
     start = time.monotonic()
     fetch(DEFAULT_SOURCE)
     out = clean_env / "data/raw"

@@ -14,7 +14,6 @@ from imgclf.models.pretrained import NO_WEIGHTS, PINNED, PinnedWeights, weights_
 from imgclf.params import ModelParams
 
 MOBILENET = ModelParams(arch="mobilenet_v2", alpha=0.35)
-REAL_CACHE = Path(os.environ.get("KERAS_HOME", "/nonexistent")) / "models"
 
 
 @pytest.fixture
@@ -87,8 +86,7 @@ def test_missing_everywhere_says_where_to_put_it(fake_pin: tuple[bytes, PinnedWe
         pretrained.run(MOBILENET, tmp_path / "out")
 
 
-@pytest.mark.skipif(not (REAL_CACHE / PINNED[("mobilenet_v2", 0.5)].filename).is_file(),
-                    reason="KERAS_HOME has no real MobileNetV2 weights")
+@pytest.mark.realweights
 @pytest.mark.parametrize("alpha", [0.35, 0.5])
 def test_real_weights_match_their_pins(tmp_path: Path, alpha: float) -> None:
     model = ModelParams(arch="mobilenet_v2", alpha=alpha)

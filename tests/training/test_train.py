@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +44,8 @@ def test_every_loss_and_optimizer_learns(tiny_prepared: Path, tmp_path: Path, lo
     assert _val_accuracy(tmp_path / "m.keras", tiny_prepared) > 0.8
 
 
-REAL_WEIGHTS = Path(os.environ.get("KERAS_HOME", "/nonexistent")) / "models"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL_WEIGHTS.is_dir(), reason="KERAS_HOME has no pretrained weights")
+@pytest.mark.realweights
 def test_pretrained_backbone_trains_then_fine_tunes(tmp_path: Path, image_folder: object) -> None:
     from imgclf.data import split
     from imgclf.models import pretrained

@@ -27,12 +27,11 @@ import numpy as np
 
 from imgclf import fsutil
 from imgclf.data.images import ImageError, load_image
+from imgclf.data.layout import IMAGE_SUFFIXES, has_image_suffix, is_hidden
 from imgclf.errors import UserError
 from imgclf.inference.tta import predict_batch
 from imgclf.params import Tta
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-"""Files with these extensions (any case) are taken from folders; named files always are."""
 TOP_K = 3
 BATCH_SIZE = 32
 DECIMALS = 6
@@ -63,7 +62,7 @@ class Prediction:
 def find_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """The files to classify, in the order given.
 
-    A folder contributes the files with an image extension (:data:`IMAGE_SUFFIXES`)
+    A folder contributes the files with an image extension (``imgclf.data.layout``)
     found in it recursively, sorted, skipping hidden files and folders (names starting
     with a dot). Anything else named is taken as it is, so a named file that is missing
     or not an image is reported rather than silently dropped.
@@ -74,9 +73,9 @@ def find_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
             found.append(path)
             continue
         for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
             found += [Path(dirpath) / name for name in sorted(filenames)
-                      if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+                      if not is_hidden(name) and has_image_suffix(name)]
     return found
 
 

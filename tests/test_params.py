@@ -278,8 +278,9 @@ def test_zero_fraction_is_refused(name: str) -> None:
 
 
 def test_negative_fraction_is_refused() -> None:
-    message = error_of({"split": {"train": 1.2, "val": -0.2, "test": 0.0}})
-    assert "split." in message
+    # The others are in range and the three sum to 1: only the sign is wrong.
+    message = error_of({"split": {"train": 0.8, "val": -0.1, "test": 0.3}})
+    assert "split.val: must be between 0 and 1, got -0.1" in message
 
 
 def test_negative_learning_rate() -> None:

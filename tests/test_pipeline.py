@@ -74,7 +74,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[...
     images = image_folder(root / "images", ["cat", "dog", "eel"], per_class=20)
     repo = root / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "requirements.lock",
+                 "requirements-dev.lock"):
         if (REPO / name).exists():
             shutil.copy(REPO / name, repo / name)
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
@@ -141,6 +142,32 @@ def test_evaluate_param_reruns_only_evaluate(project: Path) -> None:
     sh(project, "git", "commit", "-qm", "evaluate batch size")
 
 
+def stale(project: Path) -> set[str]:
+    """The stages ``dvc status`` says would rerun, besides the always-changed ``source``."""
+    return set(json.loads(sh(project, "dvc", "status", "--json"))) - set(ALWAYS)
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("src/imgclf/inference/tta.py", {"evaluate"}),  # the flip averaging behind every metric
+    ("src/imgclf/data/shards.py", {"split", "train", "evaluate"}),
+    ("src/imgclf/tracking/wandb_run.py", set()),  # the W&B side channel: no output changes
+    ("src/imgclf/cli.py", set()),  # the CLI's wiring and help
+    ("requirements.lock", {"split", "train", "evaluate"}),  # the libraries that compute
+    ("requirements-dev.lock", set()),  # a dev tool's pin
+])
+def test_one_changed_byte_reruns_exactly_the_stages_that_run_it(
+        project: Path, path: str, expected: set[str]) -> None:
+    file = project / path
+    original = file.read_bytes()
+    assert stale(project) == set()
+    try:
+        file.write_bytes(original + b"\n")
+        assert stale(project) == expected
+    finally:
+        file.write_bytes(original)
+    assert stale(project) == set()
+
+
 def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,
                                                              tmp_path: Path) -> None:
     # Shared storage: a folder remote stands in for S3/GCS/SSH; the commands are the same.
@@ -159,7 +186,12 @@ def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,
 
 
 def test_plots_show_renders_every_plot(project: Path) -> None:
-    sh(project, "dvc", "plots", "show", "--json", "-o", "plots_out")
+    sh(project, "dvc", "plots", "show", "-o", "plots_out")
+    page = (project / "plots_out" / "index.html").read_text(encoding="utf-8")
+    for name in ("Loss", "Accuracy", "Confusion matrix (test)", "Reliability diagram (test)"):
+        assert name in page, name
+    pictures = {p.name for p in (project / "plots_out" / "static").iterdir()}
+    assert any(n.endswith("confusion.png") for n in pictures), pictures
     shown = json.loads(sh(project, "dvc", "plots", "show", "--json"))
     ids = " ".join(shown["data"].keys()) if "data" in shown else json.dumps(shown)
     for name in ("Loss", "Accuracy", "Confusion", "roc", "precision_recall"):

@@ -33,9 +33,9 @@ from imgclf.models.architectures import augmentation, build_model, unfreeze_top
 from imgclf.models.pretrained import weights_path
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.params import ModelParams, TrainParams
-from imgclf.tracking.live import LiveCallback, open_live
 from imgclf.training.dataset import make_dataset
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
+from imgclf.training.live import LiveCallback, open_live
 from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
 
 

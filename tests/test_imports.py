@@ -1,4 +1,6 @@
-"""The rerun guarantee: every stage's ``deps`` cover all the project code its command runs.
+"""Two promises the project's import graph keeps, checked statically (nothing is imported).
+
+1. The rerun guarantee: every stage's ``deps`` cover all the project code its command runs.
 
 For each stage of ``dvc.yaml`` the test finds the CLI function its command runs
 (``imgclf split ...`` -> ``cli._split``), then follows the project imports statically:
@@ -8,6 +10,10 @@ too). Each module reached must lie under one of the stage's ``deps``, or be one 
 few in ``CANNOT_CHANGE_OUTPUTS``, each with the reason it cannot change a byte of any
 stage's outputs. It also checks the other way: each ``src/`` dep holds code the stage
 runs, so no stage reruns for code it never imports.
+
+2. The layering: imports only go down ``LAYERS`` (tracking logs what it is handed, models
+never reach into dataset code), so no folder depends on one above it and there are no
+cycles between folders; and only the CLI starts the W&B tracker.
 """
 
 from __future__ import annotations
@@ -35,6 +41,18 @@ CANNOT_CHANGE_OUTPUTS = {
     "imgclf.report": "the PR report command; no stage runs it",
     "imgclf.tracking.wandb_run": "the W&B side channel: it logs what a stage hands it",
 }
+# Lowest first. A module may import its own folder and the layers below its own.
+LAYERS = (
+    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.fetch", "imgclf.params"),
+    # Peers, each on the base alone: a model never reaches into dataset code, and the
+    # W&B tracker logs what it is handed (only the CLI uses it, see below).
+    ("imgclf.data", "imgclf.models", "imgclf.tracking"),
+    ("imgclf.training", "imgclf.inference"),
+    ("imgclf.evaluation", "imgclf.export", "imgclf.serving"),
+    ("imgclf.report", "imgclf.recipe"),
+    ("imgclf.cli",),
+    ("imgclf.__main__",),
+)
 # The lock of the libraries that compute outputs (TensorFlow, Keras, Pillow, NumPy,
 # scikit-learn): a stage that computes with them depends on it; the dev lock is no dep.
 RUNTIME_LOCK = "requirements.lock"
@@ -192,3 +210,64 @@ def test_the_closure_follows_function_level_imports() -> None:
 def test_every_exemption_is_a_real_module() -> None:
     for name in CANNOT_CHANGE_OUTPUTS:
         assert module_file(name), name
+
+
+def all_modules() -> list[str]:
+    return sorted(".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+                  for p in (SRC / "imgclf").rglob("*.py"))
+
+
+def layer_of(name: str) -> tuple[int, str]:
+    """(layer index, the folder or module that places it) of a project module."""
+    best = (-1, "")
+    for index, members in enumerate(LAYERS):
+        for member in members:
+            if (name == member or name.startswith(member + ".")) and len(member) > len(best[1]):
+                best = (index, member)
+    assert best[0] >= 0, f"{name} is in no layer: add it to LAYERS in {__file__}"
+    return best
+
+
+def violations(name: str, tree: ast.AST, package: str) -> list[str]:
+    """The imports of module ``name`` (its source parsed as ``tree``) that go up a layer."""
+    level, home = layer_of(name)
+    bad = []
+    for target in sorted(imports_of(tree, package)):
+        t_level, t_home = layer_of(target)
+        if t_home == home or target == "imgclf" or (level == 0 and t_level == 0):
+            continue  # its own folder, the package root, or the base modules among themselves
+        if t_level >= level:
+            bad.append(f"{name} (layer {home}) imports {target} (layer {t_home})")
+    return bad
+
+
+@pytest.mark.parametrize("name", all_modules())
+def test_imports_only_go_down_the_layers(name: str) -> None:
+    path = module_file(name)
+    assert path is not None
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    bad = violations(name, ast.parse(path.read_text(encoding="utf-8")), package)
+    assert not bad, "imports must only go down the layers: " + "; ".join(bad)
+
+
+def test_only_the_cli_uses_the_tracker() -> None:
+    users = set()
+    for name in all_modules():
+        if not name.startswith("imgclf.tracking"):
+            path = module_file(name)
+            assert path is not None
+            found = imports_of(ast.parse(path.read_text(encoding="utf-8")), "imgclf")
+            if any(m.startswith("imgclf.tracking") for m in found):
+                users.add(name)
+    assert users == {"imgclf.cli"}
+
+
+@pytest.mark.parametrize(("name", "source"), [
+    # The cycles this layering removed: the tracker computing its own curves, models
+    # fetching through the download stage; and data code reaching up into training.
+    ("imgclf.tracking.wandb_run", "from imgclf.evaluation.curves import roc_points"),
+    ("imgclf.models.pretrained", "from imgclf.data.download import fetch_url"),
+    ("imgclf.data.shards", "def f():\n    from imgclf.training import dataset"),
+])
+def test_an_import_up_the_layers_is_caught(name: str, source: str) -> None:
+    assert violations(name, ast.parse(source), name.rpartition(".")[0])

@@ -32,14 +32,9 @@ from imgclf import cli
 from imgclf.data.shards import read_meta, read_split
 from imgclf.evaluation.metrics import worst_mistakes
 from imgclf.params import load_params
-from imgclf.tracking.wandb_run import (
-    PROBE_TIMEOUT_S,
-    Tracker,
-    data_hash,
-    flatten,
-    misclassified_table,
-    run_group,
-)
+from imgclf.tracking.charts import misclassified_table
+from imgclf.tracking.run_info import PROBE_TIMEOUT_S, data_hash, flatten, run_group
+from imgclf.tracking.wandb_run import Tracker
 from imgclf.training import train
 
 EPOCHS = 2

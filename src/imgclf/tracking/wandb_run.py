@@ -20,52 +20,45 @@ Rules, each with its reason:
 * Tracking must never fail or stall the pipeline. Every W&B call goes through
   ``Tracker._call``: any error becomes one warning line on stderr and tracking is off
   for the rest of the stage. A server that does not accept a connection within
-  ``PROBE_TIMEOUT_S`` turns the run into an offline one (with the sync hint) at once;
+  ``run_info.PROBE_TIMEOUT_S`` turns the run into an offline one (with the sync hint) at once;
   ``wandb.init`` is bounded by ``INIT_TIMEOUT_S`` and
   ``run.finish`` by ``FINISH_TIMEOUT_S``; logging calls do not wait for the network.
 * Train and evaluate are separate processes (DVC stages), so they are two runs in one
   W&B group, with job types ``train`` and ``evaluate``. The group is the DVC experiment
   (``$DVC_EXP_NAME``, set by ``dvc exp run``), else the git revision (``-dirty`` when
   tracked files other than the pipeline's own outputs differ from it), else ``local``.
-* W&B's own Keras callbacks have Keras 3 gaps (wandb issues 7186, 8842), and its ROC
-  and PR helpers need pandas, which this project does not install; the small callback
-  and the curve tables below avoid both.
+
+The Keras callback (``callback``), the charts and tables (``charts``) and the run's name
+and config (``run_info``) are modules of their own beside this one.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import keras
 import numpy as np
-import yaml
 
 from imgclf import env
 from imgclf.params import Params, WandbParams, to_dict
+from imgclf.tracking.callback import EpochLogger
+from imgclf.tracking.charts import Curves, curve_chart, misclassified_table
+from imgclf.tracking.run_info import data_hash, flatten, git_rev, run_group, unreachable
 
-INIT_TIMEOUT_S = 15.0
-PROBE_TIMEOUT_S = 3.0  # to tell an unreachable W&B server before starting an online run
 DEFAULT_BASE_URL = "https://api.wandb.ai"
+INIT_TIMEOUT_S = 15.0
 """Longest wait for ``wandb.init`` (an unreachable server is given up after this)."""
 FINISH_TIMEOUT_S = 120.0
 """Longest wait for the end-of-run upload; data not sent by then stays in the run folder."""
-GIT_TIMEOUT_S = 10.0
 
 ArtifactKind = Literal["model", "dataset"]
-# Per-class curve points, {class name: [{"fpr": 0.0, "tpr": 0.5}, ...]}.
-Curves = dict[str, list[dict[str, float]]]
+
 # The default artifact name of each kind.
 ARTIFACT_NAMES: dict[str, str] = {"model": "model", "dataset": "split-manifest"}
-PREPARED_OUT = "data/prepared"  # the split stage's output, whose hash names the data
-# Written by the pipeline itself: a change to them does not make the code "dirty".
-PIPELINE_OUTPUTS = ("dvc.lock", "metrics")
 
 
 class Tracker:
@@ -183,7 +176,7 @@ class Tracker:
 
     def callback(self) -> keras.callbacks.Callback:
         """A Keras callback logging each epoch's loss and accuracy (train and val)."""
-        return _EpochLogger(self) if self.active else keras.callbacks.Callback()
+        return EpochLogger(self.log) if self.active else keras.callbacks.Callback()
 
     def log(self, values: Mapping[str, Any]) -> None:
         """Log one history row (one step) of ``values``."""
@@ -239,9 +232,9 @@ class Tracker:
             "test/confusion_matrix": wandb.plot.confusion_matrix(
                 y_true=y_true.tolist(), preds=probs.argmax(1).tolist(),
                 class_names=class_names, title="Confusion matrix (test)"),
-            "test/roc": _curve_chart(curves["roc"], "fpr", "tpr", "ROC (test)",
+            "test/roc": curve_chart(curves["roc"], "fpr", "tpr", "ROC (test)",
                                      "False positive rate", "True positive rate"),
-            "test/precision_recall": _curve_chart(
+            "test/precision_recall": curve_chart(
                 curves["precision_recall"], "recall", "precision",
                 "Precision-recall (test)", "Recall", "Precision"),
         }
@@ -278,118 +271,6 @@ class Tracker:
             wandb.teardown(exit_code=1)
         except (Exception, SystemExit):
             pass
-
-
-class _EpochLogger(keras.callbacks.Callback):
-    """One W&B history row per epoch: Keras' logs (loss, accuracy, val_loss, ...)."""
-
-    def __init__(self, tracker: Tracker) -> None:
-        super().__init__()
-        self.tracker = tracker
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        values: dict[str, float] = {"epoch": epoch + 1}
-        for name, value in (logs or {}).items():
-            try:
-                values[name] = float(value)
-            except (TypeError, ValueError):
-                continue  # not a number (Keras 3 may pass other objects)
-        self.tracker.log(values)
-
-
-# --- what the run is named and configured with -----------------------------------------
-
-
-def _git(root: Path, *args: str) -> str | None:
-    """The stripped output of ``git args`` in ``root``, or None if git fails."""
-    try:
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def git_rev(root: Path) -> str | None:
-    """The commit checked out in ``root``, or None outside a git repo."""
-    return _git(root, "rev-parse", "HEAD") or None
-
-
-def run_group(environ: Mapping[str, str], root: Path) -> str:
-    """The W&B group of this pipeline run (see the module docstring)."""
-    name = environ.get("DVC_EXP_NAME", "").strip()
-    if name:
-        return name
-    rev = _git(root, "rev-parse", "--short", "HEAD")
-    if not rev:
-        return "local"
-    changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
-                   *(f":(exclude){path}" for path in PIPELINE_OUTPUTS))
-    return f"{rev}-dirty" if changed else rev
-
-
-def unreachable(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Why the W&B server at ``base_url`` cannot be reached (a TCP connect), or None."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"{host}:{port} is unreachable ({exc.strerror or type(exc).__name__})"
-
-
-def data_hash(lock_path: Path) -> str | None:
-    """The md5 DVC recorded for ``data/prepared`` in ``dvc.lock``, or None."""
-    try:
-        lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
-        for stage in (lock.get("stages") or {}).values():
-            for out in stage.get("outs") or []:
-                if str(out.get("path", "")).rstrip("/") == PREPARED_OUT:
-                    return str(out["md5"])
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
-        return None  # no lock yet (first run, or a stage run by hand)
-    return None
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"test": {"accuracy": 0.9}}`` -> ``{"test/accuracy": 0.9}``."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-# --- evaluation charts ------------------------------------------------------------------
-
-
-def _curve_chart(curves: Curves, x: str, y: str, title: str,
-                 x_title: str, y_title: str) -> Any:
-    """One line per class, drawn with the preset chart of ``wandb.plot.roc_curve``."""
-    import wandb
-
-    table = wandb.Table(columns=["class", x, y], data=[
-        [name, row[x], row[y]] for name, rows in curves.items() for row in rows])
-    return wandb.plot_table("wandb/area-under-curve/v0", table,
-                            {"x": x, "y": y, "class": "class"},
-                            {"title": title, "x-axis-title": x_title, "y-axis-title": y_title})
-
-
-def misclassified_table(images: Any, y_true: np.ndarray, probs: np.ndarray,
-                        class_names: list[str], rows: np.ndarray) -> Any:
-    """A table of the images ``rows`` (indices, in order): image, true, predicted, confidence."""
-    import wandb
-
-    predicted = probs.argmax(1)
-    table = wandb.Table(columns=["image", "true", "predicted", "confidence", "index"])
-    for i in np.asarray(rows).tolist():
-        table.add_data(wandb.Image(np.asarray(images[i])), class_names[y_true[i]],
-                       class_names[predicted[i]], round(float(probs[i, predicted[i]]), 4), i)
-    return table
 
 
 def _shown_path(path: str) -> str:

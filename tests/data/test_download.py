@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import socket
 import stat
 import threading
@@ -15,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import cli, fetch
+from imgclf import cli
 from imgclf.data import download
 from imgclf.data.download import KnownDataset, run
 from imgclf.errors import UserError
+from imgclf.fetch import fetch_url, http_timeout
 from imgclf.params import DEFAULT_SOURCE, DataParams
 
 FILES_A = {"cats/a1.jpg": b"cat one", "cats/a2.jpg": b"cat two", "dogs/d1.jpg": b"dog one"}
@@ -316,7 +316,7 @@ def test_fetch_url_reads_the_setting_itself(stalling_server, tmp_path: Path,
     monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", "0.5")
     start = time.monotonic()
     with pytest.raises(UserError, match=r"timed out after 0\.5 s .+, or put the file there$"):
-        fetch.fetch_url(stalling_server(b"") + "/w.h5", tmp_path / "w.h5", "put the file there")
+        fetch_url(stalling_server(b"") + "/w.h5", tmp_path / "w.h5", "put the file there")
     assert time.monotonic() - start < 0.5 + 5
 
 
@@ -351,8 +351,8 @@ def test_timeout_setting_applies_to_local_sources_too(tmp_path: Path, kit,
     monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", " ")  # blank means unset
     fetch(str(tmp_path / "a"))
     monkeypatch.setenv("IMGCLF_HTTP_TIMEOUT", "2.5")
-    assert fetch.http_timeout() == 2.5
-    assert fetch.http_timeout(7) == 7.0  # the flag wins
+    assert http_timeout() == 2.5
+    assert http_timeout(7) == 7.0  # the flag wins
 
 
 # --- Kaggle -------------------------------------------------------------------------------

@@ -33,9 +33,9 @@ def bound_misses(results: Mapping[str, Mapping[str, Any]], params: ExportParams)
         if not drop <= params.int8_max_accuracy_drop:
             misses.append(f"{INT8} test accuracy {row['accuracy']:.4f} is {100 * drop:.2f} "
                           f"points below the Keras model's {results['keras']['accuracy']:.4f}, "
-                          f"{100 * (drop - params.int8_max_accuracy_drop):.2f} more than "
-                          f"export.int8_max_accuracy_drop ({100 * params.int8_max_accuracy_drop:g}"
-                          " points)")
+                          f"{100 * (drop - params.int8_max_accuracy_drop):.2f} points more "
+                          f"than export.int8_max_accuracy_drop "
+                          f"({params.int8_max_accuracy_drop:g}) allows")
         ratio = row["size_ratio"]
         if not ratio <= params.int8_max_size_ratio:
             misses.append(f"{INT8} is {ratio:.3f}x the size of the .keras file, "

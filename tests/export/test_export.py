@@ -8,6 +8,7 @@ bound test exports the int8 model alone with a bound it cannot meet.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,54 @@ def test_export_starts_from_a_keras_file(tiny_prepared: Path, tmp_path: Path) ->
     other.write_bytes(b"x")
     with pytest.raises(UserError, match=r"starts from a \.keras model file"):
         stage.run(ExportParams(), tiny_prepared, other, tmp_path / "e", tmp_path / "m.json")
+
+
+# --- predict and evaluate take every format -------------------------------------------------
+
+
+def _predict_json(paths: list[str], model: Path, capsys: pytest.CaptureFixture[str]) -> list:
+    status = cli.main(["predict", *paths, "--model", str(model), "--format", "json",
+                       "--tta", "flip", "--params", "no-such-params.yaml"])
+    assert status == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_predict_answers_alike_with_every_format(
+        exported: tuple[Path, dict], tiny_model: Path, tmp_path: Path,
+        image_folder: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    photos = image_folder(tmp_path / "photos", ["red", "green", "blue"], per_class=3, seed=7)
+    expected = _predict_json([str(photos)], tiny_model, capsys)
+    assert len(expected) == 9
+    for fmt in FORMATS:
+        got = _predict_json([str(photos)], exported[0] / FILES[fmt], capsys)
+        assert [r["path"] for r in got] == [r["path"] for r in expected]
+        assert [r["predicted"] for r in got] == [r["predicted"] for r in expected], fmt
+        assert all(len(r["top_k"]) == 3 for r in got)  # same output shape
+        assert all(set(r) == {"path", "predicted", "confidence", "top_k"} for r in got)
+
+
+def test_evaluate_scores_every_format(exported: tuple[Path, dict], tiny_model: Path,
+                                      tmp_path: Path, image_folder: Callable[..., Path]) -> None:
+    photos = image_folder(tmp_path / "photos", ["red", "green", "blue"], per_class=4, seed=3)
+    scores = {}
+    for fmt, path in [("keras", tiny_model)] + [(f, exported[0] / FILES[f]) for f in FORMATS]:
+        metrics = tmp_path / f"{fmt}.json"
+        assert cli.main(["evaluate", "--data", str(photos), "--model", str(path),
+                         "--metrics", str(metrics), "--plots", str(tmp_path / f"{fmt}-plots"),
+                         "--params", "no-such-params.yaml"]) == 0
+        scores[fmt] = json.loads(metrics.read_text())["folder"]
+    for fmt in FORMATS:
+        assert scores[fmt]["n"] == scores["keras"]["n"] == 12
+        assert scores[fmt]["accuracy"] == scores["keras"]["accuracy"], fmt
+
+
+def test_evaluate_stage_takes_an_exported_model(exported: tuple[Path, dict],
+                                                tiny_prepared: Path, tmp_path: Path) -> None:
+    from imgclf.evaluation import evaluate
+    from imgclf.params import EvaluateParams
+
+    model = exported[0] / FILES["tflite_int8"]
+    evaluate.run(EvaluateParams(tta="none"), tiny_prepared, model, tmp_path / "eval.json",
+                 tmp_path / "plots")
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["test"]["accuracy"] == pytest.approx(exported[1]["tflite_int8"]["accuracy"])

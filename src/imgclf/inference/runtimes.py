@@ -16,7 +16,9 @@ Each format carries its :class:`~imgclf.models.info.ModelInfo` (written by
 * ``.tflite``: a JSON file of the same name beside it (``model_int8.json``).
 
 TensorFlow is imported only for ``.keras`` and SavedModel; ``.tflite`` runs on
-``ai-edge-litert`` and ``.onnx`` on ``onnxruntime`` alone.
+``ai-edge-litert`` and ``.onnx`` on ``onnxruntime`` alone. A ``.tflite`` runtime keeps
+its tensors in its interpreter, so it must not be called from two threads at once (a
+server should hold a lock around ``predict_on_batch``, or load one runtime per thread).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ["source", "download", "pretrained", "split", "train", "evaluate"]
+STAGES = ["source", "download", "pretrained", "split", "train", "evaluate", "export"]
 
 
 def imgclf(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

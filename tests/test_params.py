@@ -493,3 +493,28 @@ def test_wandb_is_no_dvc_dependency() -> None:
     for name, stage in dvc_yaml["stages"].items():
         listed = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])]
         assert not any(str(p).startswith("wandb") for p in listed), name
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def test_export_values_are_read() -> None:
+    p = params_from_dict({"export": {"formats": ["onnx", "tflite_int8"], "int8_samples": 50,
+                                     "int8_max_size_ratio": 0.5}})
+    assert p.export.formats == ["onnx", "tflite_int8"]
+    assert (p.export.int8_samples, p.export.int8_max_size_ratio) == (50, 0.5)
+    assert load_params(REPO_PARAMS).export == Params().export
+
+
+@pytest.mark.parametrize(("export", "message"), [
+    ({"formats": ["tflite"]}, "export.formats[0]: 'tflite' is not valid; choose one of "
+                              "savedmodel, tflite_float16, tflite_int8, onnx"),
+    ({"formats": []}, "export.formats: must list at least one format"),
+    ({"formats": ["onnx", "onnx"]}, "export.formats: lists a format twice"),
+    ({"int8_samples": 0}, "export.int8_samples: must be at least 1, got 0"),
+    ({"min_agreement": 99.5}, "export.min_agreement: must be between 0 and 1, got 99.5"),
+    ({"int8_max_accuracy_drop": 1.5}, "export.int8_max_accuracy_drop: must be between 0 and 1"),
+    ({"int8_max_size_ratio": 0}, "export.int8_max_size_ratio: must be above 0"),
+])
+def test_bad_export_values_name_the_key(export: dict, message: str) -> None:
+    assert message in error_of({"export": export})

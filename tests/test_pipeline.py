@@ -25,7 +25,7 @@ from imgclf.params import merge
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-STAGES = ("source", "download", "pretrained", "split", "train", "evaluate")
+STAGES = ("source", "download", "pretrained", "split", "train", "evaluate", "export")
 # `source` fingerprints data.source on every repro (always_changed, see dvc.yaml): DVC
 # runs it each time and lists it in `dvc status`, and the others rerun only on a change.
 ALWAYS = {"source": ["always changed"]}
@@ -35,6 +35,7 @@ TINY_PARAMS = {
     "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
     "model": {"arch": "small"},
     "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.003},
+    "export": {"int8_samples": 20, "latency_runs": 5},
 }
 
 
@@ -97,6 +98,10 @@ def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
     assert set(metrics["test"]["per_class"]) == {"cat", "dog", "eel"}
     assert (project / "models/model.keras").is_file()
     assert (project / "metrics/gallery/misclassified.png").is_file()
+    exported = json.loads((project / "metrics/export.json").read_text())
+    formats = ("savedmodel", "tflite_float16", "tflite_int8", "onnx")
+    assert all(exported[f]["agreement"] >= 0.995 for f in formats), exported
+    assert (project / "models/export/model_int8.tflite").is_file()
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "first run")
     # Pictures made of dataset photos stay in the DVC cache, out of git.
@@ -104,6 +109,8 @@ def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
     photos = [f for f in tracked if f.endswith(".png") and ("gallery/" in f or "report/" in f)]
     assert not photos, photos
     assert "metrics/eval.json" in tracked
+    assert "metrics/export.json" in tracked
+    assert not [f for f in tracked if f.startswith("models/export/")]  # DVC-cached
 
 
 def test_second_repro_reruns_nothing(project: Path) -> None:
@@ -120,7 +127,9 @@ def test_a_new_image_in_the_source_folder_reruns_download(project: Path) -> None
     pixels = np.clip(np.array([200, 40, 40]) + rng.integers(-40, 40, (24, 24, 3)), 0, 255)
     Image.fromarray(pixels.astype(np.uint8)).save(images / "cat" / "new_photo.png")
     out = sh(project, "dvc", "repro")
-    assert ran(out) == ["source", "download", "split", "train", "evaluate"], out
+    # evaluate and export both follow train, in either order.
+    assert ran(out)[:4] == ["source", "download", "split", "train"], out
+    assert sorted(ran(out)[4:]) == ["evaluate", "export"], out
     assert "Stage 'pretrained' didn't change, skipping" in out
     assert ((project / "data/raw/cat/new_photo.png").read_bytes()
             == (images / "cat/new_photo.png").read_bytes())
@@ -166,6 +175,17 @@ def test_one_changed_byte_reruns_exactly_the_stages_that_run_it(
     finally:
         file.write_bytes(original)
     assert stale(project) == set()
+
+
+def test_export_param_reruns_only_export(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["export"]["latency_runs"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh(project, "dvc", "repro")
+    assert ran(out) == ["source", "export"]
+    assert "export.json" in sh(project, "dvc", "metrics", "show")
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", "export latency runs")
 
 
 def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,

@@ -33,6 +33,8 @@ A DVC-versioned image-classification pipeline. The stages run in this order
   split       decode, de-duplicate and split data/raw into data/prepared
   train       train the model chosen in params.yaml into models/model.keras
   evaluate    score the model on the held-out splits into metrics/eval.json
+  export      write the model as SavedModel, LiteRT and ONNX into models/export, each
+              scored against it into metrics/export.json
 
 and, beside the pipeline:
 
@@ -134,6 +136,13 @@ def _evaluate(args: argparse.Namespace) -> None:
                                  scored.class_names, scored.curves, scored.mistakes)
 
 
+def _export(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    from imgclf.export import stage
+
+    stage.run(params.export, args.data, args.model, args.out, args.metrics)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from imgclf.inference import predict
 
@@ -230,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
             "not tracked in W&B.")
     p.add_argument("--data", default="data/prepared",
                    help="the split stage's output, or a folder of class sub-folders")
-    p.add_argument("--model", default="models/model.keras", help="the model to score")
+    p.add_argument("--model", default="models/model.keras",
+                   help="the model to score: a .keras, .tflite or .onnx file, or a SavedModel "
+                   "folder")
     p.add_argument("--metrics", default=None,
                    help=f"the metrics file (default {STAGE_METRICS}; {FOLDER_METRICS} for a "
                    "folder of class sub-folders)")
@@ -242,6 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "inside the plots folder); it shows dataset photos, so the pipeline keeps "
                    "it in the DVC cache, not in git")
     _add_unsafe_flag(p)
+
+    p = add("export", _export, "write the model in deployable formats, each one verified",
+            "Write the model of MODEL in each format of export.formats into OUT: a TensorFlow "
+            "SavedModel (savedmodel/1/, for TensorFlow Serving; float32 and uint8 "
+            "signatures), LiteRT with float16 weights and full-integer int8 (calibrated on "
+            "export.int8_samples training images), and ONNX; each carries the class names and "
+            "image size. Every file is loaded back and scored on the test split beside the "
+            "Keras model: size, accuracy, top-1 agreement, single-image latency (median, "
+            "p95) and batch throughput go to METRICS. A format that misses its bound "
+            "(export.min_agreement, export.int8_max_accuracy_drop, "
+            "export.int8_max_size_ratio) fails the command with one line saying by how much.")
+    p.add_argument("--data", default="data/prepared", help="the split stage's output")
+    p.add_argument("--model", default="models/model.keras", help="the .keras model to export")
+    p.add_argument("--out", default="models/export", help="the folder the formats go to")
+    p.add_argument("--metrics", default="metrics/export.json", help="the metrics file")
 
     p = sub.add_parser(
         "predict", help="classify image files and folders with the trained model",
@@ -255,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the exit status is then 1 (0 when all were predicted, 2 for a usage error).")
     p.set_defaults(func=_predict)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
-    p.add_argument("--model", default="models/model.keras", help="the model file")
+    p.add_argument("--model", default="models/model.keras",
+                   help="the model: a .keras, .tflite or .onnx file, or a SavedModel folder "
+                   "(as imgclf export writes them)")
     p.add_argument("--top-k", type=int, default=3,
                    help="classes listed per image (at most the number of classes)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",

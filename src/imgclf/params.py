@@ -31,6 +31,7 @@ Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Loss = Literal["sparse_categorical_crossentropy", "categorical_crossentropy"]
 Strategy = Literal["auto", "mirrored", "multi_worker"]
 Tta = Literal["none", "flip"]
+ExportFormat = Literal["savedmodel", "tflite_float16", "tflite_int8", "onnx"]
 
 # The layer list of ``model.arch: custom``: each entry is {type: ..., <key>: <value>}.
 # For every layer type: its keys, their types and defaults (None = required).
@@ -143,6 +144,21 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ExportParams:
+    """The export stage: which formats to write from the trained model, and their bounds."""
+
+    formats: list[ExportFormat] = field(
+        default_factory=lambda: ["savedmodel", "tflite_float16", "tflite_int8", "onnx"])
+    int8_samples: int = 300  # training images the int8 quantization is calibrated on
+    batch_size: int = 64  # images per call when scoring the test split (the throughput figure)
+    latency_runs: int = 100  # single-image calls timed for the median and p95 latency
+    # Bounds; a format that misses its bound fails the stage, saying by how much.
+    min_agreement: float = 0.995  # savedmodel, onnx, tflite_float16: top-1 agreement with Keras
+    int8_max_accuracy_drop: float = 0.01  # tflite_int8: test accuracy below Keras', at most
+    int8_max_size_ratio: float = 0.35  # tflite_int8: file size / the .keras file's, at most
+
+
+@dataclass(frozen=True)
 class WandbParams:
     """Weights & Biases tracking of train and evaluate; it never changes an output.
 
@@ -166,6 +182,7 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    export: ExportParams = field(default_factory=ExportParams)
     wandb: WandbParams = field(default_factory=WandbParams)
 
 
@@ -410,6 +427,20 @@ def _check(p: Params) -> None:
                  f"evaluate.splits[{i}]: {name!r} is not valid; choose train, val or test")
     _require("test" in e.splits, "evaluate.splits: must include test")
     _require(len(set(e.splits)) == len(e.splits), "evaluate.splits: lists a split twice")
+
+    x = p.export
+    _require(bool(x.formats), "export.formats: must list at least one format; choose from "
+             f"{', '.join(get_args(ExportFormat))}")
+    _require(len(set(x.formats)) == len(x.formats), "export.formats: lists a format twice")
+    for name in ("int8_samples", "batch_size", "latency_runs"):
+        value = getattr(x, name)
+        _require(value >= 1, f"export.{name}: must be at least 1, got {value}")
+    _require(0 <= x.min_agreement <= 1,
+             f"export.min_agreement: must be between 0 and 1, got {x.min_agreement}")
+    _require(0 <= x.int8_max_accuracy_drop <= 1, "export.int8_max_accuracy_drop: must be "
+             f"between 0 and 1 (a fraction: 0.01 = 1 point), got {x.int8_max_accuracy_drop}")
+    _require(x.int8_max_size_ratio > 0,
+             f"export.int8_max_size_ratio: must be above 0, got {x.int8_max_size_ratio}")
 
     w = p.wandb
     _require(w.project.strip() != "", "wandb.project: must not be empty; e.g. imgclf")

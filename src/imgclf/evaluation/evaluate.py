@@ -42,8 +42,8 @@ from imgclf.evaluation.gallery import (
     save_png,
 )
 from imgclf.evaluation.metrics import classification_metrics, worst_mistakes
+from imgclf.inference.runtimes import load_runtime, read_runtime_info
 from imgclf.inference.tta import predict_batch
-from imgclf.models.saving import load_model, read_info
 from imgclf.params import EvaluateParams, Tta
 from imgclf.training.dataset import make_dataset
 
@@ -97,7 +97,8 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
         gallery: str | os.PathLike[str] | None = None,
         allow_unsafe_model: bool = False) -> Scored:
     meta = read_meta(data)
-    model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
+    model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)  # any format
+    info = model.info
     if info.class_names != meta.class_names or info.image_size != meta.image_size:
         raise UserError(f"{model_path} was trained on other data (classes {info.class_names}, "
                         f"{info.image_size} px); retrain it: dvc repro train")
@@ -185,8 +186,9 @@ def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
     from imgclf.inference.predict import predict_paths
 
     folder = Path(folder)
-    paths, labels = labelled_images(folder, read_info(model_path).class_names)  # before Keras
-    model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
+    paths, labels = labelled_images(folder, read_runtime_info(model_path).class_names)
+    model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)  # any format
+    info = model.info
     probs, errors = predict_paths(model, paths, info.image_size, params.batch_size,
                                   params.tta)
     ok = [i for i, e in enumerate(errors) if e is None]

@@ -218,9 +218,11 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
     if not files:
         raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
                         f"{', '.join(map(str, paths))}")
-    from imgclf.models.saving import load_model  # TensorFlow: only once the input is fine
+    # Any format (.keras, SavedModel, .tflite, .onnx); TensorFlow only once the input is fine.
+    from imgclf.inference.runtimes import load_runtime
 
-    model, info = load_model(model_path, allow_unsafe=allow_unsafe_model)
+    model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)
+    info = model.info
     probs, errors = predict_paths(model, files, info.image_size, batch_size, tta)
     if probs.shape[1] not in (0, len(info.class_names)):
         raise UserError(f"{model_path}: the model gives {probs.shape[1]} scores but names "

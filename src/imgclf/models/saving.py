@@ -9,11 +9,9 @@ never does, so code that arrives with a model file never runs in ``dvc repro``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -21,14 +19,9 @@ import keras
 from imgclf import fsutil
 from imgclf.errors import UserError
 from imgclf.models import augment  # noqa: F401  registers RandomResizedCrop for loading
+from imgclf.models.info import INFO_NAME, ModelInfo
 
-INFO_NAME = "imgclf.json"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    class_names: list[str]
-    image_size: int
+__all__ = ["INFO_NAME", "ModelInfo", "load_model", "read_info", "save_model"]
 
 
 def save_model(model: keras.Model, path: str | os.PathLike[str], info: ModelInfo) -> None:
@@ -36,21 +29,19 @@ def save_model(model: keras.Model, path: str | os.PathLike[str], info: ModelInfo
     with fsutil.atomic_path(path) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
-            zf.writestr(INFO_NAME, json.dumps({"class_names": info.class_names,
-                                               "image_size": info.image_size}))
+            zf.writestr(INFO_NAME, info.to_json())
 
 
 def read_info(path: str | os.PathLike[str]) -> ModelInfo:
     """The class names and image size stored in a model file, without loading Keras."""
     try:
         with zipfile.ZipFile(path) as zf:
-            raw = json.loads(zf.read(INFO_NAME))
+            return ModelInfo.from_json(zf.read(INFO_NAME))
     except FileNotFoundError:
         raise UserError(f"{path}: no model file; run the train stage first (dvc repro train)"
                         ) from None
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError):
         raise UserError(f"{path}: not a model saved by imgclf train; retrain it") from None
-    return ModelInfo(class_names=list(raw["class_names"]), image_size=int(raw["image_size"]))
 
 
 def load_model(path: str | os.PathLike[str],

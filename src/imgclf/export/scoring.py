@@ -1,0 +1,55 @@
+"""How an exported model is measured: accuracy, agreement with Keras, latency, throughput.
+
+Every function takes a runtime (anything with ``predict_on_batch(images) -> (B, C)``,
+see ``imgclf.inference.runtimes``) and arrays, and returns numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+WARMUP_CALLS = 3  # untimed calls first: the first calls of a runtime allocate and compile
+
+
+def accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Fraction of ``(N,)`` labels that are the argmax of ``(N, C)`` probabilities."""
+    return float(np.mean(probs.argmax(1) == y_true)) if len(y_true) else float("nan")
+
+
+def agreement(probs: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of rows where two ``(N, C)`` probability arrays pick the same top class."""
+    if probs.shape != reference.shape:
+        raise ValueError(f"shapes differ: {probs.shape} vs {reference.shape}")
+    return float(np.mean(probs.argmax(1) == reference.argmax(1))) if len(probs) else float("nan")
+
+
+def predict_timed(runtime: Any, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
+    """``(probs (N, C) float32, images per second)`` of ``images`` (N, S, S, 3) in batches.
+
+    One untimed call on the first batch comes first, so the figure is the steady rate.
+    """
+    pixels = images.astype(np.float32)
+    runtime.predict_on_batch(pixels[:batch_size])
+    start = time.perf_counter()
+    probs = [runtime.predict_on_batch(pixels[i:i + batch_size])
+             for i in range(0, len(pixels), batch_size)]
+    seconds = time.perf_counter() - start
+    return np.concatenate(probs).astype(np.float32), len(pixels) / seconds
+
+
+def single_image_latency_ms(runtime: Any, images: np.ndarray, runs: int) -> tuple[float, float]:
+    """``(median, 95th percentile)`` milliseconds of ``runs`` one-image calls, taking the
+    images of ``images`` (N, S, S, 3) in turn, after :data:`WARMUP_CALLS` untimed ones."""
+    pixels = images.astype(np.float32)
+    for i in range(WARMUP_CALLS):
+        runtime.predict_on_batch(pixels[i % len(pixels)][None])
+    times = np.empty(runs)
+    for i in range(runs):
+        one = pixels[i % len(pixels)][None]
+        start = time.perf_counter()
+        runtime.predict_on_batch(one)
+        times[i] = time.perf_counter() - start
+    return float(np.median(times) * 1e3), float(np.percentile(times, 95) * 1e3)

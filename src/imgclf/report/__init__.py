@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,15 @@ def build_report(base: str, repo: Path, plots_dir: Path | None = None,
     sha = _base_commit(repo, base)
     lines = [MARKER, "## imgclf report", "",
              f"The workspace compared with `{base}` (`{sha[:7]}`).", ""]
-    lines += ["### Params", "", _dvc_table(repo, "params", base) or "No params changed.", ""]
-    lines += ["### Metrics", "", _dvc_table(repo, "metrics", base) or "No metrics changed.", ""]
+    # The three dvc commands read the repo, write nothing and mostly wait: run them at once.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        params = pool.submit(_dvc_table, repo, "params", base)
+        metrics = pool.submit(_dvc_table, repo, "metrics", base)
+        changed = pool.submit(changed_plots, repo, base)
+    lines += ["### Params", "", params.result() or "No params changed.", ""]
+    lines += ["### Metrics", "", metrics.result() or "No metrics changed.", ""]
     lines += ["### Plots", ""]
-    plots = changed_plots(repo, base)
+    plots = changed.result()
     if not plots:
         lines += ["No plot data changed.", ""]
     else:

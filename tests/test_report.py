@@ -274,3 +274,24 @@ def test_vega_lite_version_follows_the_spec_schema() -> None:
     v5 = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json"}
     assert report_plots.vl_version(v5, available) == "5.21"  # numeric, not text, order
     assert report_plots.vl_version({}, available) == "6.4"
+
+
+def test_a_template_vl_convert_cannot_draw_is_a_user_error(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "dvc", "init", "-q")
+    (repo / ".dvc/plots").mkdir()
+    # A custom template DVC fills happily, with a mark Vega-Lite does not know.
+    (repo / ".dvc/plots/broken.json").write_text(json.dumps(
+        {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+         "data": {"values": "<DVC_METRIC_DATA>"}, "mark": "no-such-mark",
+         "encoding": {"x": {"field": "<DVC_METRIC_X>"}, "y": {"field": "<DVC_METRIC_Y>"}}}))
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(
+        {"plots": [{"acc.json": {"template": "broken", "x": "step", "y": "acc"}}]}))
+    (repo / "acc.json").write_text(json.dumps([{"step": 0, "acc": 0.5}]))
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "base")
+    (repo / "acc.json").write_text(json.dumps([{"step": 0, "acc": 0.6}]))
+    with pytest.raises(UserError, match=r"plot 'acc\.json' of dvc\.yaml: vl-convert cannot draw"):
+        report.build_report("main", repo, plots_dir=tmp_path / "plots")

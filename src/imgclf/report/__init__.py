@@ -110,8 +110,15 @@ def build_report(base: str, repo: Path, plots_dir: Path | None = None,
         lines += [f"#### {plot.title}", ""]
         if plots_dir is not None:
             name = f"{_unique(_slug(plot.title), names)}.{fmt}"
+            try:
+                image = render(plot.spec, fmt)
+            except ValueError as e:  # vl-convert's word for a spec it cannot draw
+                reason = " ".join(str(e).strip().splitlines()[:2])  # the JS stack follows
+                raise UserError(f"plot {plot.id!r} of dvc.yaml: vl-convert cannot draw its "
+                                f"Vega-Lite spec ({reason}); check its template, e.g. with "
+                                f"dvc plots diff {base}") from None
             with fsutil.atomic_path(plots_dir / name) as tmp:
-                tmp.write_bytes(render(plot.spec, fmt))
+                tmp.write_bytes(image)
             lines += [f"![{plot.title}]({link_prefix}{name})", ""]
         lines += ["<details><summary>data</summary>", "", data_table(plot, base), "",
                   "</details>", ""]

@@ -189,7 +189,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", [
-    "src/imgclf/cli.py", "src/imgclf/data/download.py", "src/imgclf/report.py",
+    "src/imgclf/cli.py", "src/imgclf/data/download.py", "src/imgclf/report/__init__.py",
     "requirements.lock", "pyproject.toml", "dvc.yaml", "dvc.lock", "params.yaml",
     ".dvc/config", "metrics/eval.json", ".gitignore", ".env.example", "README.md",
 ])

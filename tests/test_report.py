@@ -1,21 +1,30 @@
-"""``imgclf report`` in a throw-away git + DVC repo whose params, metrics and plots changed."""
+"""``imgclf report`` in a throw-away git + DVC repo whose params, metrics and plots changed.
+
+The plots are DVC's own (``dvc plots diff``) drawn by vl-convert, so the tests read the
+rendered SVG: Vega labels each mark with its data (``aria-label``), which says which
+revision and file each line or cell shows.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from imgclf import report
 from imgclf.errors import UserError
+from imgclf.report import plots as report_plots
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -28,6 +37,9 @@ DVC_YAML = {
         {"Confusion": {"template": "confusion", "x": "predicted",
                        "y": {"metrics/confusion.json": "actual"}}},
         {"metrics/roc": {"template": "simple", "x": "fpr", "y": "tpr"}},
+        # two fields of one file, and a file the base revision lacks
+        {"Accuracy": {"template": "linear", "x": "step",
+                      "y": {"metrics/train/acc.tsv": ["acc", "top2"]}}},
         "metrics/confusion.png",  # pictures: DVC shows them, the report leaves them out
         "metrics/samples",
     ],
@@ -47,7 +59,7 @@ def sh(cwd: Path, *args: str) -> None:
 
 
 def write_state(repo: Path, lr: float, accuracy: float, losses: list[float],
-                confusion: list[tuple[str, str]]) -> None:
+                confusion: list[tuple[str, str]], acc: bool = False) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"lr": lr, "epochs": 3}}))
     (repo / "metrics/train").mkdir(parents=True, exist_ok=True)
     (repo / "metrics/val").mkdir(parents=True, exist_ok=True)
@@ -57,6 +69,8 @@ def write_state(repo: Path, lr: float, accuracy: float, losses: list[float],
     for split, shift in (("train", 0.0), ("val", 0.1)):
         rows = "".join(f"{i}\t{v + shift}\n" for i, v in enumerate(losses))
         (repo / f"metrics/{split}/loss.tsv").write_text("step\tloss\n" + rows)
+    if acc:
+        (repo / "metrics/train/acc.tsv").write_text("step\tacc\ttop2\n0\t0.5\t0.8\n1\t0.6\t0.9\n")
     (repo / "metrics/confusion.json").write_text(json.dumps(
         [{"actual": a, "predicted": p} for a, p in confusion]))
     (repo / "metrics/samples").mkdir(parents=True, exist_ok=True)
@@ -81,8 +95,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sh(root, "dvc", "init", "-q")
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "base")
-    write_state(root, 0.2, 0.75, [0.9, 0.5, 0.3, 0.2], NEW_CONFUSION)
+    write_state(root, 0.2, 0.75, [0.9, 0.5, 0.3, 0.2], NEW_CONFUSION, acc=True)
     return root
+
+
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +109,30 @@ def built(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Pa
 
 def section(text: str, title: str) -> str:
     return text.split(f"### {title}\n", 1)[1].split("\n### ", 1)[0]
+
+
+def marks(svg: Path, kind: str) -> list[tuple[int, dict[str, str], ET.Element]]:
+    """The ``kind`` marks ("line", "rect") Vega drew: (group number, data fields, element).
+
+    Vega writes each mark's data as ``aria-label="field: value; ..."``; a group holds one
+    layer's marks of one facet.
+    """
+    out = []
+    for number, group in enumerate(ET.parse(svg).getroot().iter(f"{SVG}g")):
+        cls = group.get("class", "")
+        if f"mark-{kind}" not in cls.split() or "role-mark" not in cls.split():
+            continue
+        for el in group:
+            label = el.get("aria-label")
+            if label:
+                fields = dict(part.split(": ", 1) for part in label.split("; "))
+                out.append((number, fields, el))
+    return out
+
+
+def vertices(path: ET.Element) -> int:
+    """The points of an SVG line path ``M x,y L x,y ...``."""
+    return len(re.findall(r"[ML]", path.get("d", "")))
 
 
 def test_report_starts_with_the_marker_and_names_the_base(built: tuple[str, Path]) -> None:
@@ -117,40 +157,72 @@ def test_params_show_both_values(built: tuple[str, Path]) -> None:
     assert "train.epochs" not in params
 
 
-def test_changed_plots_are_svg_images_with_base_and_workspace(built: tuple[str, Path]) -> None:
+def test_line_plot_svg_draws_each_file_in_both_revisions(built: tuple[str, Path]) -> None:
     text, plots = built
     assert "![Loss](img/loss.svg)" in text
-    tree = ET.parse(plots / "loss.svg")
-    lines = tree.getroot().findall(f"{SVG}polyline")
-    assert len(lines) == 4  # train and val, each in main (dashed) and the workspace
-    dashed = [pl for pl in lines if pl.get("stroke-dasharray")]
-    assert len(dashed) == 2
-    assert [len(pl.get("points", "").split()) for pl in lines] == [3, 4, 3, 4]
-    labels = {t.text for t in tree.getroot().iter(f"{SVG}text")}
-    assert {"train (main)", "train (workspace)", "val (main)", "val (workspace)"} <= labels
+    lines = marks(plots / "loss.svg", "line")
+    # DVC's linear template draws each line twice (smoothed, and faint raw data); each
+    # (revision, file) line has the points of that revision's file: 3 in main, 4 now.
+    drawn = {(f["rev"], f["filename"], vertices(el)) for _, f, el in lines}
+    assert drawn == {("main", "train/loss.tsv", 3), ("main", "val/loss.tsv", 3),
+                     ("workspace", "train/loss.tsv", 4), ("workspace", "val/loss.tsv", 4)}
+    colours = {f["rev"]: el.get("stroke") for _, f, el in lines}
+    assert colours["main"] != colours["workspace"]  # one colour per revision
+    legend = {t.text for t in ET.parse(plots / "loss.svg").getroot().iter(f"{SVG}text")}
+    assert {"main", "workspace", "train/loss.tsv", "val/loss.tsv", "Loss"} <= legend
 
 
-def test_confusion_matrix_is_drawn_for_both_revisions(built: tuple[str, Path]) -> None:
+def test_confusion_svg_has_one_matrix_per_revision(built: tuple[str, Path]) -> None:
     text, plots = built
     assert "![Confusion](img/confusion.svg)" in text
-    root = ET.parse(plots / "confusion.svg").getroot()
-    texts = [t.text for t in root.iter(f"{SVG}text")]
-    assert "main" in texts and "workspace" in texts
-    assert len(root.findall(f"{SVG}rect")) == 1 + 2 * 4  # background + 2 panels of 2x2
-    assert "| cat | 3 → 5 | 2 → 0 |" in text  # the folded data table
+    cells: dict[int, set[tuple[str, str, int]]] = {}
+    for group, f, _ in marks(plots / "confusion.svg", "rect"):
+        if "xy_count" in f:  # a facet (revision) per group; DVC's layers repeat the cells
+            cells.setdefault(group, set()).add((f["actual"], f["predicted"], int(f["xy_count"])))
+    classes = ("cat", "dog")
+    expected = {frozenset((a, p, Counter(pairs)[(a, p)]) for a in classes for p in classes)
+                for pairs in (BASE_CONFUSION, NEW_CONFUSION)}  # zero cells drawn too
+    assert {frozenset(c) for c in cells.values()} == expected
+    assert "| cat | 3 → 5 | 2 → 0 |" in text  # the folded data table: main → workspace
     assert "| dog | 0 → 1 | 4 → 3 |" in text
 
 
-def test_unchanged_plots_are_left_out(built: tuple[str, Path]) -> None:
+def test_png_format_draws_both_revisions_colours(repo: Path, tmp_path: Path,
+                                                 built: tuple[str, Path]) -> None:
+    text = report.build_report("main", repo, plots_dir=tmp_path, fmt="png")
+    assert "![Loss](" in text and "loss.png)" in text
+    image = Image.open(tmp_path / "loss.png")
+    assert image.format == "PNG" and image.width >= 600  # drawn at twice Vega's size
+    colours = {el.get("stroke") for _, _, el in marks(built[1] / "loss.svg", "line")}
+    assert len(colours) == 2
+    pixels = np.asarray(image.convert("RGB"), dtype=int).reshape(-1, 3)
+    for colour in colours:  # each revision's line colour is in the picture
+        rgb = np.array([int(colour.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)])
+        assert (np.abs(pixels - rgb).sum(axis=1) < 40).sum() > 100, colour
+
+
+def test_unchanged_plots_are_left_out(built: tuple[str, Path], repo: Path) -> None:
     text, plots = built
     assert "roc" not in text
-    assert sorted(p.name for p in plots.iterdir()) == ["confusion.svg", "loss.svg"]
+    assert sorted(p.name for p in plots.iterdir()) == ["accuracy.svg", "confusion.svg",
+                                                       "loss.svg"]
+    assert not (repo / "dvc_plots").exists()  # DVC's copies of pictures went elsewhere
 
 
 def test_data_tables_follow_each_image(built: tuple[str, Path]) -> None:
     loss = built[0].split("#### Loss", 1)[1].split("####", 1)[0]
-    assert "<details>" in loss
-    assert "| train | 3 | 0.7 | 4 | 0.2 |" in loss
+    assert loss.index("![Loss]") < loss.index("<details>")
+    assert "| train/loss.tsv | 3 | 0.7 | 4 | 0.2 |" in loss
+    assert "| val/loss.tsv | 3 | 0.8 | 4 | 0.3 |" in loss
+
+
+def test_new_plot_with_two_fields_shows_only_in_the_workspace(built: tuple[str, Path]) -> None:
+    text, plots = built
+    accuracy = text.split("#### Accuracy", 1)[1].split("####", 1)[0]
+    assert "| acc | – | – | 2 | 0.6 |" in accuracy
+    assert "| top2 | – | – | 2 | 0.9 |" in accuracy
+    drawn = {(f["rev"], f["field"]) for _, f, _ in marks(plots / "accuracy.svg", "line")}
+    assert drawn == {("workspace", "acc"), ("workspace", "top2")}
 
 
 def test_run_writes_the_file_with_links_relative_to_it(repo: Path, tmp_path: Path) -> None:
@@ -170,13 +242,13 @@ def test_image_url_links_the_hosted_images(repo: Path, tmp_path: Path,
     parser = argparse.ArgumentParser()
     report.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", "--repo", str(repo), "--plots-dir", str(tmp_path),
-                              "--image-url", "https://example.com/pr-1/"])
+                              "--format", "png", "--image-url", "https://example.com/pr-1/"])
     args.func(args)
-    assert "![Loss](https://example.com/pr-1/loss.svg)" in capsys.readouterr().out
+    assert "![Loss](https://example.com/pr-1/loss.png)" in capsys.readouterr().out
 
 
 def test_no_changes_say_so(repo: Path, tmp_path: Path) -> None:
-    sh(repo, "git", "stash", "-q")  # the workspace back to main, for this test only
+    sh(repo, "git", "stash", "-q", "-u")  # the workspace back to main, for this test only
     try:
         text = report.build_report("main", repo, plots_dir=tmp_path)
     finally:
@@ -191,30 +263,35 @@ def test_unknown_base_is_a_user_error(repo: Path) -> None:
         report.build_report("nope", repo)
 
 
-def test_line_svg_copes_with_flat_and_single_point_series() -> None:
-    svg = report.line_svg("t", [report.Line("a", [(1.0, 0.5)], "#000"),
-                                report.Line("b", [], "#111", dashed=True)], "x", "y")
-    root = ET.fromstring(svg)
-    assert len(root.findall(f"{SVG}polyline")) == 2
-
-
-def test_ticks_are_round_and_cover_the_range() -> None:
-    assert report._ticks(0.13, 0.92) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    assert report._ticks(3, 3) == [2.4, 2.6, 2.8, 3.0, 3.2, 3.4, 3.6]
-
-
-def test_short_labels_keep_what_differs() -> None:
-    paths = ["m/train/plots/metrics/train/loss.tsv", "m/train/plots/metrics/val/loss.tsv"]
-    assert report._short_labels(paths) == ["train", "val"]
-    assert report._short_labels(["metrics/roc/cat.json"]) == ["cat"]
-
-
-def test_confusion_counts_pairs() -> None:
-    matrices = [("main", Counter({("a", "b"): 2}))]
-    assert "| a | 0 | 2 |" in report._confusion_table(matrices)
-
-
 def test_pictures_are_not_drawn_as_empty_charts(built: tuple[str, Path]) -> None:
     text, plots = built
     assert "confusion.png" not in text and "samples" not in text
     assert not [p for p in plots.iterdir() if "png" in p.name or "samples" in p.name]
+
+
+def test_vega_lite_version_follows_the_spec_schema() -> None:
+    available = ["5.8", "5.21", "5.14", "6.4"]
+    v5 = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json"}
+    assert report_plots.vl_version(v5, available) == "5.21"  # numeric, not text, order
+    assert report_plots.vl_version({}, available) == "6.4"
+
+
+def test_a_template_vl_convert_cannot_draw_is_a_user_error(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "dvc", "init", "-q")
+    (repo / ".dvc/plots").mkdir()
+    # A custom template DVC fills happily, with a mark Vega-Lite does not know.
+    (repo / ".dvc/plots/broken.json").write_text(json.dumps(
+        {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+         "data": {"values": "<DVC_METRIC_DATA>"}, "mark": "no-such-mark",
+         "encoding": {"x": {"field": "<DVC_METRIC_X>"}, "y": {"field": "<DVC_METRIC_Y>"}}}))
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(
+        {"plots": [{"acc.json": {"template": "broken", "x": "step", "y": "acc"}}]}))
+    (repo / "acc.json").write_text(json.dumps([{"step": 0, "acc": 0.5}]))
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "base")
+    (repo / "acc.json").write_text(json.dumps([{"step": 0, "acc": 0.6}]))
+    with pytest.raises(UserError, match=r"plot 'acc\.json' of dvc\.yaml: vl-convert cannot draw"):
+        report.build_report("main", repo, plots_dir=tmp_path / "plots")

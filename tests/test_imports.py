@@ -56,7 +56,7 @@ LAYERS = (
 # The lock of the libraries that compute outputs (TensorFlow, Keras, Pillow, NumPy,
 # scikit-learn): a stage that computes with them depends on it; the dev lock is no dep.
 RUNTIME_LOCK = "requirements.lock"
-COMPUTING_STAGES = {"split", "train", "evaluate"}
+COMPUTING_STAGES = {"split", "train", "evaluate", "export"}
 
 
 def module_file(name: str) -> Path | None:

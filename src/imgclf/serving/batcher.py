@@ -1,0 +1,120 @@
+"""Group the images of requests that arrive together into one model call.
+
+Each request hands its ``(n, S, S, 3)`` pixels to :meth:`MicroBatcher.predict` and
+awaits its ``(n, C)`` probabilities. One worker takes the first waiting request, waits
+up to ``window_s`` more for others (never past ``max_images``), runs the model once on
+all of them in its own thread and hands each request its rows. While the model runs,
+new requests queue up, so the busier the server, the larger the batches: throughput
+grows with load, and a lone request waits at most ``window_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_IMAGES = 32
+WINDOW_S = 0.005
+
+
+@dataclass
+class _Job:
+    pixels: np.ndarray
+    result: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    """Run ``fn`` (``(B, S, S, 3)`` -> ``(B, C)``) on batches gathered from concurrent calls."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], max_images: int = MAX_IMAGES,
+                 window_s: float = WINDOW_S) -> None:
+        if max_images < 1:
+            raise ValueError(f"max_images must be at least 1, got {max_images}")
+        if window_s < 0:
+            raise ValueError(f"window_s must not be negative, got {window_s}")
+        self.fn, self.max_images, self.window_s = fn, max_images, window_s
+        self.calls = 0  # model calls made
+        self.images = 0  # images predicted
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._held: _Job | None = None  # taken from the queue, but for the next batch
+        self._worker: asyncio.Task[None] | None = None
+        # One thread: model calls never overlap, so requests pile up into the next batch.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="imgclf-model")
+
+    async def start(self) -> None:
+        """Start the worker on the running event loop."""
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._run(), name="imgclf-batcher")
+
+    async def stop(self) -> None:
+        """Stop the worker; requests still waiting get ``RuntimeError``."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        while self._queue is not None and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.result.done():
+                job.result.set_exception(RuntimeError("the server is shutting down"))
+        self._thread.shutdown(wait=False)
+
+    async def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """``(n, C)`` probabilities of ``pixels`` (``(n, S, S, 3)``, n >= 1)."""
+        if self._queue is None:
+            raise RuntimeError("MicroBatcher.start() was not awaited")
+        job = _Job(pixels, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        return await job.result
+
+    async def _gather(self) -> list[_Job]:
+        """The next batch: the first waiting job, and whatever joins within the window."""
+        assert self._queue is not None
+        first, self._held = self._held or await self._queue.get(), None
+        jobs, count = [first], len(first.pixels)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.window_s
+        while count < self.max_images:
+            try:  # those already waiting first, then those arriving within the window
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
+                    break
+            if count + len(job.pixels) > self.max_images:
+                self._held = job  # would overflow this batch: it starts the next one
+                break
+            jobs.append(job)
+            count += len(job.pixels)
+        return jobs
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [j for j in await self._gather() if not j.result.done()]  # not cancelled
+            if not jobs:
+                continue
+            batch = np.concatenate([j.pixels for j in jobs])
+            try:
+                probs = await loop.run_in_executor(self._thread, self.fn, batch)
+            except Exception as exc:  # the requests fail; the server keeps serving
+                for j in jobs:
+                    if not j.result.done():
+                        j.result.set_exception(exc)
+                continue
+            self.calls += 1
+            self.images += len(batch)
+            start = 0
+            for j in jobs:
+                n = len(j.pixels)
+                if not j.result.done():
+                    j.result.set_result(probs[start:start + n])
+                start += n

@@ -1,0 +1,104 @@
+"""The micro-batcher on its own: grouping, limits, failures (a real function, no model)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from imgclf.serving.batcher import MicroBatcher
+
+T = TypeVar("T")
+
+
+class Recorder:
+    """A batch function that remembers each batch's size: row i -> [sum of image i]."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.sizes: list[int] = []
+        self.fail_on = fail_on
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        self.sizes.append(len(pixels))
+        if self.fail_on is not None and len(self.sizes) == self.fail_on:
+            raise RuntimeError("model failed")
+        return pixels.reshape(len(pixels), -1).sum(axis=1, keepdims=True)
+
+
+def images(*values: int) -> np.ndarray:
+    """``(len(values), 2, 2, 3)`` images, image i filled with ``values[i]``."""
+    return np.stack([np.full((2, 2, 3), v, np.float32) for v in values])
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(coro_fn())
+
+
+def test_requests_arriving_together_share_one_call_and_get_their_own_rows() -> None:
+    fn = Recorder()
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(fn, max_images=32, window_s=0.05)
+        await batcher.start()
+        out = await asyncio.gather(*(batcher.predict(images(i, i + 100)) for i in range(5)))
+        assert (batcher.calls, batcher.images) == (1, 10)
+        await batcher.stop()
+        return out
+
+    out = run(main)
+    assert fn.sizes == [10]
+    for i, rows in enumerate(out):  # each request its own rows, in its own order
+        np.testing.assert_array_equal(rows, [[12 * i], [12 * (i + 100)]])
+
+
+def test_a_batch_never_grows_past_max_images() -> None:
+    fn = Recorder()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fn, max_images=8, window_s=0.05)
+        await batcher.start()
+        await asyncio.gather(*(batcher.predict(images(1, 2, 3)) for _ in range(5)))
+        await batcher.stop()
+
+    run(main)
+    assert fn.sizes == [6, 6, 3]
+
+
+def test_a_lone_request_waits_only_the_window_and_later_ones_get_new_calls() -> None:
+    fn = Recorder()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fn, window_s=0.0)
+        await batcher.start()
+        for v in range(3):
+            np.testing.assert_array_equal(await batcher.predict(images(v)), [[12 * v]])
+        await batcher.stop()
+
+    run(main)
+    assert fn.sizes == [1, 1, 1]
+
+
+def test_a_failing_call_fails_its_requests_and_the_next_ones_still_work() -> None:
+    fn = Recorder(fail_on=1)
+
+    async def main() -> None:
+        batcher = MicroBatcher(fn, window_s=0.05)
+        await batcher.start()
+        failed = await asyncio.gather(batcher.predict(images(1)), batcher.predict(images(2)),
+                                      return_exceptions=True)
+        assert [str(e) for e in failed] == ["model failed", "model failed"]
+        np.testing.assert_array_equal(await batcher.predict(images(3)), [[36]])
+        await batcher.stop()
+
+    run(main)
+    assert fn.sizes == [2, 1]
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_images"):
+        MicroBatcher(Recorder(), max_images=0)
+    with pytest.raises(ValueError, match="window_s"):
+        MicroBatcher(Recorder(), window_s=-1)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import numpy as np
@@ -93,6 +94,12 @@ def stop_server(server: Server) -> None:
 def photo_fixture() -> Callable[..., bytes]:
     """The ``photo`` builder: ``photo(colour, seed=0, fmt="PNG", size=24) -> bytes``."""
     return photo
+
+
+@pytest.fixture(scope="session")
+def serve_helpers() -> ModuleType:
+    """This module, for tests that start a server of their own (start_server, stop_server)."""
+    return sys.modules[__name__]
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,8 @@ function card(file, result) {
   for (const [name, p] of result.top_k) {
     const fill = el("div", { class: "fill" });
     fill.style.width = (100 * p).toFixed(1) + "%";
-    node.append(el("div", { class: "bar", "data-class": name },
+    const top = node.querySelector(".bar") ? "bar" : "bar top";  // the first is the answer
+    node.append(el("div", { class: top, "data-class": name },
       el("span", {}, name), el("div", { class: "track" }, fill),
       el("span", { class: "p" }, (100 * p).toFixed(1) + "%")));
   }

@@ -15,7 +15,9 @@ from typing import get_args
 
 from imgclf import __version__, report
 from imgclf.errors import UserError
+from imgclf.inference.predict import TOP_K
 from imgclf.params import Params, Tta, load_params
+from imgclf.serving import settings as serve
 
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
 STAGE_GALLERY = "metrics/gallery/misclassified.png"  # as dvc.yaml's evaluate passes it
@@ -261,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_predict)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     p.add_argument("--model", default="models/model.keras", help="the model file")
-    p.add_argument("--top-k", type=int, default=3,
+    p.add_argument("--top-k", type=int, default=TOP_K,
                    help="classes listed per image (at most the number of classes)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="table for people; csv or json (one row or object per file, errors "
@@ -289,21 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
         "together are scored in one model call. See README.md, 'Serve'.")
     p.set_defaults(func=_serve)
     p.add_argument("--model", default="models/model.keras", help="the model file")
-    p.add_argument("--host", default="127.0.0.1",
+    p.add_argument("--host", default=serve.HOST,
                    help="the address to listen on; 0.0.0.0 for every interface")
-    p.add_argument("--port", type=int, default=8000, help="the port; 0 for any free one")
-    p.add_argument("--top-k", type=int, default=3,
+    p.add_argument("--port", type=int, default=serve.PORT, help="the port; 0 for any free one")
+    p.add_argument("--top-k", type=int, default=TOP_K,
                    help="classes per image unless a request asks (?top_k=N)")
     p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
                    help="test-time augmentation (default: evaluate.tta of the params file)")
     p.add_argument("--params", default="params.yaml",
                    help="the params file --tta defaults from (built-in defaults if missing)")
-    p.add_argument("--max-upload-mb", type=float, default=16,
+    p.add_argument("--max-upload-mb", type=float, default=serve.MAX_UPLOAD_MB,
                    help="largest request body; a larger one is refused with 413")
-    p.add_argument("--max-files", type=int, default=64, help="most images per request")
-    p.add_argument("--batch-images", type=int, default=32,
+    p.add_argument("--max-files", type=int, default=serve.MAX_FILES,
+                   help="most images per request")
+    p.add_argument("--batch-images", type=int, default=serve.MAX_IMAGES,
                    help="most images gathered from concurrent requests into one model call")
-    p.add_argument("--batch-window-ms", type=float, default=5,
+    p.add_argument("--batch-window-ms", type=float, default=serve.WINDOW_S * 1000,
                    help="how long a request waits for others to share its model call")
     p.add_argument("--metrics", default=STAGE_METRICS, help="the report's metrics file")
     p.add_argument("--plots", default=STAGE_PLOTS,

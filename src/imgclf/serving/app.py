@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,30 +25,15 @@ from starlette.datastructures import UploadFile
 
 from imgclf import __version__
 from imgclf.data.images import ImageError, decode_image
-from imgclf.inference.predict import TOP_K, format_json, to_predictions
-from imgclf.serving.batcher import MAX_IMAGES, WINDOW_S, MicroBatcher
+from imgclf.inference.predict import format_json, to_predictions
+from imgclf.serving.batcher import MicroBatcher
 from imgclf.serving.limits import BodySizeLimit
 from imgclf.serving.model import Predictor
-from imgclf.serving.report import ReportFiles, read_report
+from imgclf.serving.report import read_report
+from imgclf.serving.settings import Settings
 
-MAX_UPLOAD_BYTES = 16 * 1024 * 1024
-MAX_FILES = 64
 FIELD = "files"
 STATIC = resources.files("imgclf.serving") / "static"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How the server answers; the ``imgclf serve`` options."""
-
-    report: ReportFiles
-    token: str | None = None  # IMGCLF_SERVE_TOKEN: required as a bearer token when set
-    top_k: int = TOP_K  # classes per image unless the request asks (?top_k=)
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
-    max_files: int = MAX_FILES
-    batch_images: int = MAX_IMAGES
-    batch_window_s: float = WINDOW_S
-    model_name: str = ""  # shown on the page
 
 
 def _decode_all(uploads: list[tuple[str, bytes]], size: int) -> list[np.ndarray | str]:

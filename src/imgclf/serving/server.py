@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 from imgclf.errors import UserError
+from imgclf.inference.predict import TOP_K
 from imgclf.params import Tta
+from imgclf.serving.batcher import MAX_IMAGES, WINDOW_S
 from imgclf.serving.report import ReportFiles
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-TOKEN_ENV = "IMGCLF_SERVE_TOKEN"
+from imgclf.serving.settings import HOST, MAX_FILES, MAX_UPLOAD_MB, PORT, TOKEN_ENV, Settings
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -38,10 +37,11 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def run(model: str | os.PathLike[str], report: ReportFiles, host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT, tta: Tta = "none", top_k: int = 3,
-        max_upload_mb: float = 16, max_files: int = 64, batch_images: int = 32,
-        batch_window_ms: float = 5, allow_unsafe_model: bool = False) -> None:
+def run(model: str | os.PathLike[str], report: ReportFiles, host: str = HOST,
+        port: int = PORT, tta: Tta = "none", top_k: int = TOP_K,
+        max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = MAX_FILES,
+        batch_images: int = MAX_IMAGES, batch_window_ms: float = WINDOW_S * 1000,
+        allow_unsafe_model: bool = False) -> None:
     """Serve ``model`` until interrupted (see ``imgclf serve --help``)."""
     if top_k < 1 or max_files < 1 or batch_images < 1:
         raise UserError("--top-k, --max-files and --batch-images must be at least 1")
@@ -51,7 +51,7 @@ def run(model: str | os.PathLike[str], report: ReportFiles, host: str = DEFAULT_
     sock = listen(host, port)  # before the slow model load: a taken port fails at once
     import uvicorn
 
-    from imgclf.serving.app import Settings, create_app
+    from imgclf.serving.app import create_app
     from imgclf.serving.model import load_predictor
 
     predictor = load_predictor(model, tta, allow_unsafe_model)
@@ -62,7 +62,7 @@ def run(model: str | os.PathLike[str], report: ReportFiles, host: str = DEFAULT_
     print(f"imgclf serve: {model} ({len(predictor.class_names)} classes, "
           f"{predictor.image_size} px, tta {tta}) at {url_of(sock)} ; API docs at /docs; "
           f"{auth}", flush=True)
-    if host not in (DEFAULT_HOST, "localhost", "::1"):
+    if host not in (HOST, "localhost", "::1"):
         print(f"imgclf serve: listening on {host}: other machines can reach it"
               + ("" if token else f"; set {TOKEN_ENV} to require a token"), file=sys.stderr)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -37,13 +38,20 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(coro_fn())
 
 
-def test_requests_arriving_together_share_one_call_and_get_their_own_rows() -> None:
+def test_announced_requests_arriving_within_the_window_share_one_call() -> None:
     fn = Recorder()
 
     async def main() -> list[np.ndarray]:
-        batcher = MicroBatcher(fn, max_images=32, window_s=0.05)
+        batcher = MicroBatcher(fn, max_images=32, window_s=1.0)
         await batcher.start()
-        out = await asyncio.gather(*(batcher.predict(images(i, i + 100)) for i in range(5)))
+
+        async def request(i: int) -> np.ndarray:
+            with batcher.coming():  # as the app does while it reads and decodes
+                await asyncio.sleep(0.02 * i)  # they arrive one after another
+                queued = batcher.submit(images(i, i + 100))
+            return await queued
+
+        out = await asyncio.gather(*(request(i) for i in range(5)))
         assert (batcher.calls, batcher.images) == (1, 10)
         await batcher.stop()
         return out
@@ -67,18 +75,35 @@ def test_a_batch_never_grows_past_max_images() -> None:
     assert fn.sizes == [6, 6, 3]
 
 
-def test_a_lone_request_waits_only_the_window_and_later_ones_get_new_calls() -> None:
+def test_a_lone_request_does_not_wait_for_the_window() -> None:
+    fn = Recorder()
+
+    async def main() -> float:
+        batcher = MicroBatcher(fn, window_s=30.0)  # nobody else announced: no wait at all
+        await batcher.start()
+        t0 = time.perf_counter()
+        for v in range(3):
+            np.testing.assert_array_equal(await batcher.predict(images(v)), [[12 * v]])
+        seconds = time.perf_counter() - t0
+        await batcher.stop()
+        return seconds
+
+    assert run(main) < 5
+    assert fn.sizes == [1, 1, 1]
+
+
+def test_the_window_ends_the_wait_for_an_announced_request_that_is_slow() -> None:
     fn = Recorder()
 
     async def main() -> None:
-        batcher = MicroBatcher(fn, window_s=0.0)
+        batcher = MicroBatcher(fn, window_s=0.05)
         await batcher.start()
-        for v in range(3):
-            np.testing.assert_array_equal(await batcher.predict(images(v)), [[12 * v]])
+        with batcher.coming():  # announced, but still reading its upload
+            np.testing.assert_array_equal(await batcher.predict(images(1)), [[12]])
         await batcher.stop()
 
     run(main)
-    assert fn.sizes == [1, 1, 1]
+    assert fn.sizes == [1]
 
 
 def test_a_failing_call_fails_its_requests_and_the_next_ones_still_work() -> None:

@@ -129,13 +129,16 @@ def create_app(predictor: Predictor, settings: Settings) -> FastAPI:
         """One JSON object per file, as `imgclf predict --format json` prints them:
         `{path, predicted, confidence, top_k: [[class, p], ...]}` or `{path, error}`.
         200 when any file was predicted, 422 when none could be."""
-        uploads = await _read_uploads(request, settings)
-        decoded = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
-        good = [i for i, item in enumerate(decoded) if not isinstance(item, str)]
-        probs = np.full((len(uploads), len(predictor.class_names)), np.nan, np.float32)
+        with batcher.coming():  # a batch gathered meanwhile waits for this one
+            uploads = await _read_uploads(request, settings)
+            decoded = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
+            good = [i for i, item in enumerate(decoded) if not isinstance(item, str)]
+            probs = np.full((len(uploads), len(predictor.class_names)), np.nan, np.float32)
+            if good:
+                pixels = np.stack([decoded[i] for i in good]).astype(np.float32)
+                queued = batcher.submit(pixels)  # queued before coming() ends
         if good:
-            pixels = np.stack([decoded[i] for i in good]).astype(np.float32)
-            probs[good] = await batcher.predict(pixels)
+            probs[good] = await queued
         errors = [item if isinstance(item, str) else None for item in decoded]
         predictions = to_predictions([name for name, _ in uploads], probs, errors,
                                      predictor.class_names, top_k or settings.top_k)

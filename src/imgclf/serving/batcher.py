@@ -5,14 +5,18 @@ awaits its ``(n, C)`` probabilities. One worker takes the first waiting request,
 up to ``window_s`` more for others (never past ``max_images``), runs the model once on
 all of them in its own thread and hands each request its rows. While the model runs,
 new requests queue up, so the busier the server, the larger the batches: throughput
-grows with load, and a lone request waits at most ``window_s``.
+grows with load.
+
+The worker waits only while other requests are on their way (announced with
+:meth:`MicroBatcher.coming`, while they are read and decoded): a lone request never
+waits at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,6 +44,7 @@ class MicroBatcher:
         self.fn, self.max_images, self.window_s = fn, max_images, window_s
         self.calls = 0  # model calls made
         self.images = 0  # images predicted
+        self.expected = 0  # requests announced by coming() and not yet queued
         self._queue: asyncio.Queue[_Job] | None = None
         self._held: _Job | None = None  # taken from the queue, but for the next batch
         self._worker: asyncio.Task[None] | None = None
@@ -63,13 +68,28 @@ class MicroBatcher:
                 job.result.set_exception(RuntimeError("the server is shutting down"))
         self._thread.shutdown(wait=False)
 
-    async def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """``(n, C)`` probabilities of ``pixels`` (``(n, S, S, 3)``, n >= 1)."""
+    @contextlib.contextmanager
+    def coming(self) -> Iterator[None]:
+        """Announce a request that will call :meth:`predict` soon (or fail before it):
+        a batch being gathered meanwhile waits for it, up to the window."""
+        self.expected += 1
+        try:
+            yield
+        finally:
+            self.expected -= 1
+
+    def submit(self, pixels: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """Queue ``pixels`` (``(n, S, S, 3)``, n >= 1) at once; the future gives their
+        ``(n, C)`` probabilities."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
         job = _Job(pixels, asyncio.get_running_loop().create_future())
-        await self._queue.put(job)
-        return await job.result
+        self._queue.put_nowait(job)  # unbounded: never waits
+        return job.result
+
+    async def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """``(n, C)`` probabilities of ``pixels`` (``(n, S, S, 3)``, n >= 1)."""
+        return await self.submit(pixels)
 
     async def _gather(self) -> list[_Job]:
         """The next batch: the first waiting job, and whatever joins within the window."""
@@ -83,7 +103,7 @@ class MicroBatcher:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 left = deadline - loop.time()
-                if left <= 0:
+                if left <= 0 or self.expected == 0:  # nobody else on the way: go now
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), left)

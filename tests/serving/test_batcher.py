@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from imgclf.serving.batcher import MicroBatcher
+from imgclf.serving.batcher import MicroBatcher, bucket_sizes
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def test_announced_requests_arriving_within_the_window_share_one_call() -> None:
         return out
 
     out = run(main)
-    assert fn.sizes == [10]
+    assert fn.sizes == [16]  # the 10 images, padded up to a bucket size
     for i, rows in enumerate(out):  # each request its own rows, in its own order
         np.testing.assert_array_equal(rows, [[12 * i], [12 * (i + 100)]])
 
@@ -72,7 +72,37 @@ def test_a_batch_never_grows_past_max_images() -> None:
         await batcher.stop()
 
     run(main)
-    assert fn.sizes == [6, 6, 3]
+    assert fn.sizes == [8, 8, 4]  # 6, 6 and 3 images, padded up to bucket sizes
+
+
+def test_batches_are_cut_and_padded_to_bucket_sizes_and_the_padding_never_returned() -> None:
+    assert bucket_sizes(32) == [1, 2, 4, 8, 16, 32]
+    assert bucket_sizes(12) == [1, 2, 4, 8, 12]
+    assert bucket_sizes(1) == [1]
+    fn = Recorder()
+
+    async def main() -> np.ndarray:
+        batcher = MicroBatcher(fn, max_images=8)
+        await batcher.start()
+        rows = await batcher.predict(images(*range(1, 21)))  # one request of 20 images
+        await batcher.stop()
+        return rows
+
+    np.testing.assert_array_equal(run(main), [[12 * v] for v in range(1, 21)])
+    assert fn.sizes == [8, 8, 4]
+
+
+def test_warm_up_calls_every_bucket_size_once() -> None:
+    fn = Recorder()
+
+    async def main() -> None:
+        batcher = MicroBatcher(fn, max_images=16)
+        await batcher.start()
+        await batcher.warm_up((2, 2, 3))
+        await batcher.stop()
+
+    run(main)
+    assert fn.sizes == [1, 2, 4, 8, 16]
 
 
 def test_a_lone_request_does_not_wait_for_the_window() -> None:

@@ -86,6 +86,8 @@ def create_app(predictor: Predictor, settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
+        size = predictor.image_size
+        await batcher.warm_up((size, size, 3))  # before the first request, not during it
         yield
         await batcher.stop()
 

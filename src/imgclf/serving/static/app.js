@@ -105,21 +105,24 @@ const METRICS = [["accuracy", "Accuracy"], ["precision", "Precision (macro)"],
 const PICTURES = [["confusion.png", "Confusion matrix"],
   ["calibration.png", "Reliability diagram"], ["misclassified.png", "Most confident mistakes"]];
 
-function fmt(x) {
-  return typeof x === "number" && !Number.isInteger(x) ? x.toFixed(4) : String(x);
+const COUNTS = new Set(["n", "support"]);  // whole numbers; every other metric a fraction
+
+function fmt(key, x) {
+  return typeof x === "number" && !COUNTS.has(key) ? x.toFixed(4) : String(x);
 }
 
 function metricsTables(m) {
   const overall = el("table", { id: "metrics-table" },
     el("tr", {}, el("th", {}, "Test split"), el("th", {}, "")));
   for (const [key, label] of METRICS) {
-    if (key in m) overall.append(el("tr", {}, el("td", {}, label), el("td", {}, fmt(m[key]))));
+    if (!(key in m)) continue;
+    overall.append(el("tr", {}, el("td", {}, label), el("td", {}, fmt(key, m[key]))));
   }
   const per = el("table", {}, el("tr", {}, ...["Class", "Precision", "Recall", "F1", "AUROC",
     "Images"].map((h) => el("th", {}, h))));
   for (const [name, c] of Object.entries(m.per_class || {})) {
     per.append(el("tr", {}, el("td", {}, name), ...["precision", "recall", "f1", "auroc",
-      "support"].map((k) => el("td", {}, k in c ? fmt(c[k]) : "-"))));
+      "support"].map((k) => el("td", {}, k in c ? fmt(k, c[k]) : "-"))));
   }
   return [overall, per];
 }

@@ -15,9 +15,8 @@ from typing import get_args
 
 from imgclf import __version__, report
 from imgclf.errors import UserError
-from imgclf.inference.predict import TOP_K
 from imgclf.params import Params, Tta, load_params
-from imgclf.serving import settings as serve
+from imgclf.serving import defaults as serve
 
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
 STAGE_GALLERY = "metrics/gallery/misclassified.png"  # as dvc.yaml's evaluate passes it
@@ -146,10 +145,11 @@ def _serve(args: argparse.Namespace) -> None:
 
     tta = getattr(args, "tta", None) or _params_or_defaults(args.params).evaluate.tta
     report_files = ReportFiles(Path(args.metrics), Path(args.plots), Path(args.gallery))
+    top_k = {"top_k": args.top_k} if "top_k" in args else {}  # else predict's default
     server.run(args.model, report_files, host=args.host, port=args.port, tta=tta,
-               top_k=args.top_k, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
+               max_upload_mb=args.max_upload_mb, max_files=args.max_files,
                batch_images=args.batch_images, batch_window_ms=args.batch_window_ms,
-               allow_unsafe_model=args.allow_unsafe_model)
+               allow_unsafe_model=args.allow_unsafe_model, **top_k)
 
 
 def _add_unsafe_flag(p: argparse.ArgumentParser) -> None:
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_predict)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     p.add_argument("--model", default="models/model.keras", help="the model file")
-    p.add_argument("--top-k", type=int, default=TOP_K,
+    p.add_argument("--top-k", type=int, default=3,
                    help="classes listed per image (at most the number of classes)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="table for people; csv or json (one row or object per file, errors "
@@ -294,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=serve.HOST,
                    help="the address to listen on; 0.0.0.0 for every interface")
     p.add_argument("--port", type=int, default=serve.PORT, help="the port; 0 for any free one")
-    p.add_argument("--top-k", type=int, default=TOP_K,
-                   help="classes per image unless a request asks (?top_k=N)")
+    p.add_argument("--top-k", type=int, default=argparse.SUPPRESS,
+                   help="classes per image unless a request asks (?top_k=N); default: "
+                   "that of imgclf predict")
     p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
                    help="test-time augmentation (default: evaluate.tta of the params file)")
     p.add_argument("--params", default="params.yaml",
@@ -304,10 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request body; a larger one is refused with 413")
     p.add_argument("--max-files", type=int, default=serve.MAX_FILES,
                    help="most images per request")
-    p.add_argument("--batch-images", type=int, default=serve.MAX_IMAGES,
+    p.add_argument("--batch-images", type=int, default=serve.BATCH_IMAGES,
                    help="most images gathered from concurrent requests into one model call")
-    p.add_argument("--batch-window-ms", type=float, default=serve.WINDOW_S * 1000,
-                   help="how long a request waits for others to share its model call")
+    p.add_argument("--batch-window-ms", type=float, default=serve.BATCH_WINDOW_MS,
+                   help="how long a batch waits for requests already being received "
+                   "(never when there are none)")
     p.add_argument("--metrics", default=STAGE_METRICS, help="the report's metrics file")
     p.add_argument("--plots", default=STAGE_PLOTS,
                    help="the report's folder of plots (confusion.png, calibration.png)")

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_IMAGES = 32
-WINDOW_S = 0.005
+from imgclf.serving.defaults import BATCH_IMAGES, BATCH_WINDOW_MS
+
+MAX_IMAGES, WINDOW_S = BATCH_IMAGES, BATCH_WINDOW_MS / 1000
 
 
 def bucket_sizes(max_images: int) -> list[int]:

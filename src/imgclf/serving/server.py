@@ -15,9 +15,17 @@ from pathlib import Path
 from imgclf.errors import UserError
 from imgclf.inference.predict import TOP_K
 from imgclf.params import Tta
-from imgclf.serving.batcher import MAX_IMAGES, WINDOW_S
+from imgclf.serving.defaults import (
+    BATCH_IMAGES,
+    BATCH_WINDOW_MS,
+    HOST,
+    MAX_FILES,
+    MAX_UPLOAD_MB,
+    PORT,
+    TOKEN_ENV,
+)
 from imgclf.serving.report import ReportFiles
-from imgclf.serving.settings import HOST, MAX_FILES, MAX_UPLOAD_MB, PORT, TOKEN_ENV, Settings
+from imgclf.serving.settings import Settings
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -47,7 +55,7 @@ def url_of(sock: socket.socket) -> str:
 def run(model: str | os.PathLike[str], report: ReportFiles, host: str = HOST,
         port: int = PORT, tta: Tta = "none", top_k: int = TOP_K,
         max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = MAX_FILES,
-        batch_images: int = MAX_IMAGES, batch_window_ms: float = WINDOW_S * 1000,
+        batch_images: int = BATCH_IMAGES, batch_window_ms: float = BATCH_WINDOW_MS,
         allow_unsafe_model: bool = False) -> None:
     """Serve ``model`` until interrupted (see ``imgclf serve --help``)."""
     if top_k < 1 or max_files < 1 or batch_images < 1:

@@ -1,21 +1,12 @@
-"""How the server answers: the settings and their defaults (the ``imgclf serve`` options).
-
-Light to import (no web framework, no TensorFlow), so the CLI can show the defaults.
-"""
+"""How the server answers: the settings of the app (the ``imgclf serve`` options)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from imgclf.inference.predict import TOP_K
-from imgclf.serving.batcher import MAX_IMAGES, WINDOW_S
+from imgclf.serving.defaults import BATCH_IMAGES, BATCH_WINDOW_MS, MAX_FILES, MAX_UPLOAD_MB
 from imgclf.serving.report import ReportFiles
-
-HOST = "127.0.0.1"  # loopback: only this machine, unless --host says otherwise
-PORT = 8000
-MAX_UPLOAD_MB = 16.0
-MAX_FILES = 64
-TOKEN_ENV = "IMGCLF_SERVE_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -27,6 +18,6 @@ class Settings:
     top_k: int = TOP_K  # classes per image unless the request asks (?top_k=)
     max_upload_bytes: int = int(MAX_UPLOAD_MB * 1024 * 1024)
     max_files: int = MAX_FILES
-    batch_images: int = MAX_IMAGES
-    batch_window_s: float = WINDOW_S
+    batch_images: int = BATCH_IMAGES
+    batch_window_s: float = BATCH_WINDOW_MS / 1000
     model_name: str = ""  # shown on the page

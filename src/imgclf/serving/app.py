@@ -55,9 +55,10 @@ async def _read_uploads(request: Request, settings: Settings) -> list[tuple[str,
                             f"'{FIELD}' (curl -F {FIELD}=@photo.jpg ...), not "
                             f"{ctype.split(';')[0] or 'a body without a content type'}")
     # The body is bounded by BodySizeLimit; reading it first lets us see whether it was
-    # cut off, which the parser would pass over by dropping the unfinished file.
+    # cut off, which the parser would pass over by dropping the unfinished file. (Header
+    # values are latin-1 text in ASGI, so the boundary always encodes back.)
     body = await request.body()
-    boundary = ctype.partition("boundary=")[2].split(";")[0].strip().strip('"').encode()
+    boundary = ctype.partition("boundary=")[2].split(";")[0].strip().strip('"').encode("latin-1")
     if not boundary or b"--" + boundary + b"--" not in body[-len(boundary) - 64:]:
         raise HTTPException(400, "the multipart body ends before its closing boundary (cut "
                             "off, or not multipart at all): send the whole upload again")

@@ -48,4 +48,7 @@ RUN git config --global user.name imgclf \
  && git add -A \
  && git commit -q -m "imgclf image"
 
+# imgclf serve's port: docker compose run --service-ports app imgclf serve --host 0.0.0.0
+EXPOSE 8000
+
 CMD ["dvc", "repro"]

@@ -114,3 +114,30 @@ def test_recipe_kind_and_merge() -> None:
     assert bench.merge(base, {"data": {"image_size": 64}}) == {
         "data": {"source": "kaggle:x", "image_size": 64}, "model": {"arch": "medium"}}
     assert base["data"]["image_size"] == 128  # not modified in place
+
+
+def test_percentile_is_nearest_rank_and_share_splits_evenly() -> None:
+    values = [5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 6.0, 7.0, 9.0, 8.0]
+    assert bench.percentile(values, 50) == 5.0
+    assert bench.percentile(values, 95) == 10.0
+    assert bench.percentile(values, 0) == 1.0
+    assert bench.percentile([7.0], 95) == 7.0
+    with pytest.raises(ValueError):
+        bench.percentile([], 50)
+    assert bench.share(256, 32) == [8] * 32
+    assert bench.share(10, 4) == [3, 3, 2, 2]
+    assert sum(bench.share(64, 3)) == 64
+
+
+def test_serve_upload_is_a_well_formed_multipart_body() -> None:
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    body, ctype = bench.multipart("cat.jpg", b"\xff\xd8jpeg bytes")
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+    (part,) = message.iter_parts()
+    assert part.get_param("name", header="content-disposition") == "files"
+    assert part.get_filename() == "cat.jpg"
+    assert part.get_payload(decode=True) == b"\xff\xd8jpeg bytes"
+    assert "serve" in bench.parse_sections("serve,tta")

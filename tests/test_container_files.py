@@ -218,6 +218,17 @@ def test_compose_app_reads_env_and_keeps_results_on_the_host() -> None:
         ":ro")
 
 
+def test_compose_publishes_the_serve_port_on_loopback_only() -> None:
+    app = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["app"]
+    (port,) = app["ports"]
+    host_ip, host_port, container_port = re.fullmatch(r"([\d.]+):(\$\{[^}]+\}):(\d+)",
+                                                      port).groups()
+    assert host_ip == "127.0.0.1"  # the host side: not reachable from other machines
+    assert host_port == "${IMGCLF_SERVE_PORT:-8000}"
+    assert container_port == "8000"  # imgclf serve's default --port
+    assert "EXPOSE 8000" in (REPO / "Dockerfile").read_text()
+
+
 def test_every_compose_variable_is_in_env_example() -> None:
     text = (REPO / "docker-compose.yml").read_text()
     app = yaml.safe_load(text)["services"]["app"]

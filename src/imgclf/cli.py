@@ -17,8 +17,10 @@ from imgclf import __version__, env, report
 from imgclf.data.layout import IMAGE_SUFFIXES
 from imgclf.errors import UserError
 from imgclf.params import Params, Tta, load_params
+from imgclf.serving import defaults as serve
 
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
+STAGE_GALLERY = "metrics/gallery/misclassified.png"  # as dvc.yaml's evaluate passes it
 # Where `imgclf evaluate --data FOLDER` writes (as imgclf.evaluation.evaluate says, which
 # the CLI does not import before it runs).
 FOLDER_METRICS, FOLDER_PLOTS = "metrics/folder/eval.json", "metrics/folder/plots"
@@ -39,6 +41,7 @@ A DVC-versioned image-classification pipeline. The stages run in this order
 and, beside the pipeline:
 
   predict     classify image files and folders with the trained model
+  serve       an HTTP API and a web page that classify uploaded photos
   report      compare params, metrics and plots with a git revision (--base main)
   recipe      print a recipe file's params as dvc exp run flags (make scratch)
 
@@ -151,6 +154,19 @@ def _predict(args: argparse.Namespace) -> int:
     return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
                        fmt=args.format, output=args.output,
                        allow_unsafe_model=args.allow_unsafe_model, tta=tta)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from imgclf.serving import server
+    from imgclf.serving.report import ReportFiles
+
+    tta = getattr(args, "tta", None) or _params_or_defaults(args.params).evaluate.tta
+    report_files = ReportFiles(Path(args.metrics), Path(args.plots), Path(args.gallery))
+    top_k = {"top_k": args.top_k} if "top_k" in args else {}  # else predict's default
+    server.run(args.model, report_files, host=args.host, port=args.port, tta=tta,
+               max_upload_mb=args.max_upload_mb, max_files=args.max_files,
+               batch_images=args.batch_images, batch_window_ms=args.batch_window_ms,
+               allow_unsafe_model=args.allow_unsafe_model, **top_k)
 
 
 def _add_unsafe_flag(p: argparse.ArgumentParser) -> None:
@@ -298,6 +314,45 @@ def build_parser() -> argparse.ArgumentParser:
                    "scored the model)")
     p.add_argument("--params", default="params.yaml",
                    help="the params file --tta defaults from (built-in defaults if missing)")
+    _add_unsafe_flag(p)
+
+    p = sub.add_parser(
+        "serve", help="an HTTP API and a web page that classify uploaded photos",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve the model over HTTP: POST /predict takes images as multipart "
+        "fields named 'files' and answers with the JSON of 'imgclf predict --format json'; "
+        "GET / is a web page to drop photos on and to see the evaluate stage's report; "
+        "GET /healthz; the OpenAPI page is /docs. Binds 127.0.0.1 unless --host says "
+        "otherwise. When IMGCLF_SERVE_TOKEN is set, every request but /healthz and the page "
+        "itself needs the header 'Authorization: Bearer <token>'. Requests arriving "
+        "together are scored in one model call. See README.md, 'Serve'.")
+    p.set_defaults(func=_serve)
+    p.add_argument("--model", default="models/model.keras",
+                   help="the model: a .keras, .tflite or .onnx file or a SavedModel folder")
+    p.add_argument("--host", default=serve.HOST,
+                   help="the address to listen on; 0.0.0.0 for every interface")
+    p.add_argument("--port", type=int, default=serve.PORT, help="the port; 0 for any free one")
+    p.add_argument("--top-k", type=int, default=argparse.SUPPRESS,
+                   help="classes per image unless a request asks (?top_k=N); default: "
+                   "that of imgclf predict")
+    p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
+                   help="test-time augmentation (default: evaluate.tta of the params file)")
+    p.add_argument("--params", default="params.yaml",
+                   help="the params file --tta defaults from (built-in defaults if missing)")
+    p.add_argument("--max-upload-mb", type=float, default=serve.MAX_UPLOAD_MB,
+                   help="largest request body; a larger one is refused with 413")
+    p.add_argument("--max-files", type=int, default=serve.MAX_FILES,
+                   help="most images per request")
+    p.add_argument("--batch-images", type=int, default=serve.BATCH_IMAGES,
+                   help="most images gathered from concurrent requests into one model call")
+    p.add_argument("--batch-window-ms", type=float, default=serve.BATCH_WINDOW_MS,
+                   help="how long a batch waits for requests already being received "
+                   "(never when there are none)")
+    p.add_argument("--metrics", default=STAGE_METRICS, help="the report's metrics file")
+    p.add_argument("--plots", default=STAGE_PLOTS,
+                   help="the report's folder of plots (confusion.png, calibration.png)")
+    p.add_argument("--gallery", default=STAGE_GALLERY,
+                   help="the report's picture of the most confident mistakes")
     _add_unsafe_flag(p)
     report.add_parser(sub)
 

@@ -138,8 +138,9 @@ def predict_paths(model: Any, paths: Sequence[Path], image_size: int,
     return probs, errors
 
 
-def to_predictions(paths: Sequence[Path], probs: np.ndarray, errors: Sequence[str | None],
-                   class_names: Sequence[str], top_k: int = TOP_K) -> list[Prediction]:
+def to_predictions(paths: Sequence[str | os.PathLike[str]], probs: np.ndarray,
+                   errors: Sequence[str | None], class_names: Sequence[str],
+                   top_k: int = TOP_K) -> list[Prediction]:
     """One :class:`Prediction` per file, with the ``top_k`` classes (at most all of them)."""
     k = max(1, min(top_k, len(class_names)))
     out = []

@@ -1,0 +1,87 @@
+"""The web page in a real browser: Debian's headless chromium, driven by Selenium.
+
+It opens the page of the session's server, uploads a generated photo through the file
+picker, reads the predicted class off the page, opens the report view and saves a
+screenshot (to $IMGCLF_SERVE_SCREENSHOT as well when set). `.ci/run` installs chromium
+and chromium-driver when they are missing, so CI runs this test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Debian's names first (.ci/run installs those); other distributions' as a fallback.
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                 "google-chrome"))), "/usr/bin/chromium")
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1200,900")
+
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+    "chromium-driver; .ci/run installs them)")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for drivers online
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_page_classifies_an_uploaded_photo_and_shows_the_report(
+        server: Any, browser: Any, photo: Callable[..., bytes], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    upload = tmp_path / "my_green_photo.jpg"
+    upload.write_bytes(photo("green", 7, "JPEG", size=200))
+    browser.get(server.url)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    assert "blue, green, red" in browser.find_element(By.ID, "model-info").text
+
+    browser.find_element(By.ID, "file-input").send_keys(str(upload))
+    card = wait.until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, '.card[data-file="my_green_photo.jpg"] .predicted')))
+    assert card.text == "green"
+    bars = browser.find_elements(By.CSS_SELECTOR, ".card .bar")
+    assert bars[0].get_attribute("data-class") == "green"
+    assert len(bars) == 3
+    assert "1 of 1 classified" in browser.find_element(By.ID, "status").text
+    shot = tmp_path / "serve.png"
+    browser.save_screenshot(str(shot))
+
+    browser.find_element(By.ID, "tab-report").click()
+    table = wait.until(ec.presence_of_element_located((By.ID, "metrics-table")))
+    assert "0.9333" in table.text and "Expected calibration error" in table.text
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report-pictures figure img"))
+    captions = [f.text for f in browser.find_elements(By.TAG_NAME, "figcaption")]
+    assert captions == ["Confusion matrix"]
+    missing = browser.find_element(By.ID, "report-missing").text
+    assert "calibration.png is missing" in missing and "misclassified.png" in missing
+    browser.save_screenshot(str(tmp_path / "serve-report.png"))
+
+    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 5000
+    if os.environ.get("IMGCLF_SERVE_SCREENSHOT"):
+        for name in ("serve.png", "serve-report.png"):
+            dest = Path(os.environ["IMGCLF_SERVE_SCREENSHOT"]).with_name(name)
+            shutil.copyfile(tmp_path / name, dest)

@@ -1,0 +1,52 @@
+"""``IMGCLF_SERVE_TOKEN``: every call but /healthz and the page needs it; it is never logged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+TOKEN = "s3cret-Token-4f9a"
+
+
+@pytest.fixture(scope="module")
+def guarded(tiny_model: Path, report_dir: Path, serve_helpers: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A second server, this one with a token (its log in a folder of its own)."""
+    workdir = tmp_path_factory.mktemp("serve-token")
+    report = ["--metrics", str(report_dir / "metrics" / "eval.json")]
+    server = serve_helpers.start_server(tiny_model, workdir, *report,
+                                        env={"IMGCLF_SERVE_TOKEN": TOKEN})
+    yield server
+    serve_helpers.stop_server(server)
+
+
+def test_requests_without_the_right_token_get_401(guarded: Any,
+                                                  photo: Callable[..., bytes]) -> None:
+    files = [("files", ("red.png", photo("red")))]
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                    {"Authorization": f"Basic {TOKEN}"}):
+        answer = httpx.post(guarded.url + "predict", files=files, headers=headers)
+        assert answer.status_code == 401, headers
+        assert "Authorization: Bearer <token>" in answer.json()["detail"]
+        assert answer.headers["www-authenticate"] == "Bearer"
+        assert TOKEN not in answer.text
+    for path in ("info", "report", "report/confusion.png"):
+        assert httpx.get(guarded.url + path).status_code == 401
+    good = httpx.post(guarded.url + "predict", files=files,
+                      headers={"Authorization": f"Bearer {TOKEN}"})
+    assert good.status_code == 200 and good.json()[0]["predicted"] == "red"
+    assert httpx.get(guarded.url + "info",
+                     headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_health_and_page_stay_open_and_the_token_is_never_logged(guarded: Any) -> None:
+    assert httpx.get(guarded.url + "healthz").json()["token_required"] is True
+    assert httpx.get(guarded.url).status_code == 200
+    log = guarded.output()
+    assert "bearer token required (IMGCLF_SERVE_TOKEN)" in log
+    assert "POST /predict" in log  # requests are logged, their headers are not
+    assert TOKEN not in log

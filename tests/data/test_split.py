@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import struct
 import zlib
 from collections import Counter
@@ -663,3 +664,44 @@ def test_library_warnings_are_the_files_line_in_the_report_not_the_console(
     assert "a/exif.jpg" in {r["path"] for r in read_manifest(out)}  # still used
     captured = capsys.readouterr()
     assert "Truncated" not in captured.err + captured.out
+
+
+# --- the real photos --------------------------------------------------------------------------
+
+MIRROR = os.environ.get("IMGCLF_DATA_MIRROR") or ""  # empty counts as unset
+# The duplicates of the animals set: one byte-identical pair of cats, and five pairs of
+# snakes that are one photo twice (re-encoded, or resized with a banner added).
+ANIMAL_GROUPS = [
+    ["cats/0_0255.jpg", "cats/0_0674.jpg"], ["snakes/2_0038.jpg", "snakes/2_0215.jpg"],
+    ["snakes/2_0056.jpg", "snakes/2_0672.jpg"], ["snakes/2_0184.jpg", "snakes/2_0906.jpg"],
+    ["snakes/2_0582.jpg", "snakes/2_0914.jpg"], ["snakes/2_0701.jpg", "snakes/2_0806.jpg"],
+]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.skipif(not MIRROR or not Path(MIRROR).is_dir(),
+                    reason="IMGCLF_DATA_MIRROR is not set to the folder of the animals photos")
+def test_animals_groups_and_split_are_those_of_the_photos(tmp_path: Path) -> None:
+    """At the default params: the 6 pairs above and nothing else, and the split that
+    dealing these groups gives (the split the animals have always had)."""
+    from imgclf.data.splitting import stratified_group_split
+    from imgclf.params import Params
+
+    p = Params()
+    out = tmp_path / "out"
+    split_stage.run(p.data, p.split, MIRROR, out)
+    report = read_report(out)
+    assert sorted(map(sorted, report["duplicate_groups"])) == ANIMAL_GROUPS
+    assert {s["path"] for s in report["skipped"]} == {"SHA256SUMS", "SOURCE.md"}
+    rows = sorted(read_manifest(out), key=lambda r: r["path"])  # the scan's order
+    assert len(rows) == 3000
+    names = ["cats", "dogs", "snakes"]
+    labels = np.array([names.index(r["label"]) for r in rows])
+    group_of = {path: g for g, members in enumerate(ANIMAL_GROUPS) for path in members}
+    ids: dict[object, int] = {}
+    groups = np.array([ids.setdefault(group_of.get(r["path"], r["path"]), len(ids))
+                       for r in rows])
+    expected = stratified_group_split(labels, groups, (p.split.train, p.split.val,
+                                                       p.split.test), p.split.seed, names)
+    assert [r["split"] for r in rows] == [SPLITS[s] for s in expected]

@@ -21,7 +21,8 @@ SPLITS = ("train", "val", "test")
 # X-rays, documents) into groups of thousands. 6 bits finds ~83% of 3-5% crops (3 bits:
 # ~35%) and stays near-linear: 100,000 hashes take ~2 s (README, "Duplicates").
 NEAR_DUPLICATE_BITS = 6
-BLOCK_ROWS = 512  # rows of hashes compared at once within a band's bucket
+SMALL_BUCKET = 32  # buckets up to this size are compared all at once, by shifts
+BLOCK_ROWS = 512  # rows of a larger bucket compared at once
 CHUNK = 20_000  # thumbnails standardized at once (a few tens of MB of floats)
 
 
@@ -35,20 +36,34 @@ def candidate_pairs(dhashes: np.ndarray, max_bits: int = NEAR_DUPLICATE_BITS) ->
     """
     hashes = np.asarray(dhashes, dtype=np.uint64)
     found = [np.zeros((0, 2), dtype=np.int64)]
+
+    def keep_close(i: np.ndarray, j: np.ndarray) -> None:
+        close = np.bitwise_count(hashes[i] ^ hashes[j]) <= max_bits
+        found.append(np.sort(np.stack([i[close], j[close]], axis=1), axis=1))
+
     bands = max_bits + 1
     for b in range(bands):  # bands of (nearly) equal width: a narrow one fills its buckets
         lo, hi = b * 64 // bands, (b + 1) * 64 // bands
         key = (hashes >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
         order = np.argsort(key, kind="stable")
-        _, starts, sizes = np.unique(key[order], return_index=True, return_counts=True)
-        for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
-            members = np.sort(order[start:start + size])
-            # Rows in blocks: a bucket of look-alike images can hold thousands.
-            for r in range(0, size - 1, BLOCK_ROWS):
+        ordered = key[order]
+        # Small buckets, all at once: each item against the one k places on in key order.
+        for k in range(1, min(SMALL_BUCKET, len(order))):
+            same = ordered[k:] == ordered[:-k]
+            if not same.any():
+                break
+            keep_close(order[:-k][same], order[k:][same])
+        # A bucket larger than that (look-alike images) in blocks of rows.
+        _, starts, sizes = np.unique(ordered, return_index=True, return_counts=True)
+        for start, size in zip(starts[sizes > SMALL_BUCKET], sizes[sizes > SMALL_BUCKET],
+                               strict=True):
+            members = order[start:start + size]
+            for r in range(0, size, BLOCK_ROWS):
                 rows = members[r:r + BLOCK_ROWS]
-                close = np.bitwise_count(hashes[rows, None] ^ hashes[None, members]) <= max_bits
-                a, c = np.nonzero(close & (rows[:, None] < members[None, :]))
-                found.append(np.stack([rows[a], members[c]], axis=1))
+                a, c = np.nonzero(np.bitwise_count(hashes[rows, None] ^ hashes[None, members])
+                                  <= max_bits)
+                keep = rows[a] != members[c]
+                keep_close(rows[a][keep], members[c][keep])
     return np.unique(np.concatenate(found), axis=0)
 
 

@@ -61,7 +61,8 @@ class Decoded:
 def gray_thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     """The ``(side, side)`` uint8 grayscale thumbnail of ``(H, W, 3)`` uint8 ``pixels``:
     each thumbnail pixel is the mean of its block."""
-    im = Image.fromarray(pixels)
+    height, width = pixels.shape[:2]
+    im = Image.frombuffer("RGB", (width, height), np.ascontiguousarray(pixels), "raw", "RGB", 0, 1)
     # reduce (whole blocks, in C) is the cheap part; a box resize takes what is left.
     im = im.reduce(max(1, min(im.size) // side))
     if im.size != (side, side):

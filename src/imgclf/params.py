@@ -74,7 +74,7 @@ class SplitParams:
     seed: int = 42
     # Near-duplicates: two files are the same picture when their small grayscale
     # thumbnails are this close (1 - correlation; see README); 0 = byte-identical only.
-    near_duplicates: float = 0.12
+    near_duplicates: float = 0.11
     # The same picture in two classes: keep (each with its label, all in one split),
     # drop (leave them out) or error (stop, naming them).
     cross_class_duplicates: CrossClass = "keep"

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("split", _split, "decode, de-duplicate and split the images",
             "Decode every image of RAW (skipping and reporting unusable files), group "
-            "byte-identical files, make a stratified train/val/test split from split.* and "
+            "copies of one picture (split.near_duplicates), make a stratified split from "
+            "split.* and "
             "write the resized images as binary shards plus a manifest and the data report "
             "(report.json) into OUT, and the report's pictures into REPORT_DIR.")
     p.add_argument("--raw", default="data/raw", help="the folder of class sub-folders")

@@ -32,6 +32,7 @@ Loss = Literal["sparse_categorical_crossentropy", "categorical_crossentropy"]
 Strategy = Literal["auto", "mirrored", "multi_worker"]
 Tta = Literal["none", "flip"]
 ExportFormat = Literal["savedmodel", "tflite_float16", "tflite_int8", "onnx"]
+CrossClass = Literal["keep", "drop", "error"]
 
 # The layer list of ``model.arch: custom``: each entry is {type: ..., <key>: <value>}.
 # For every layer type: its keys, their types and defaults (None = required).
@@ -72,6 +73,12 @@ class SplitParams:
     val: float = 0.15
     test: float = 0.15
     seed: int = 42
+    # Near-duplicates: two files are the same picture when their small grayscale
+    # thumbnails are this close (1 - correlation; see README); 0 = byte-identical only.
+    near_duplicates: float = 0.11
+    # The same picture in two classes: keep (each with its label, all in one split),
+    # drop (leave them out) or error (stop, naming them).
+    cross_class_duplicates: CrossClass = "keep"
 
 
 @dataclass(frozen=True)
@@ -361,6 +368,9 @@ def _check(p: Params) -> None:
     total = s.train + s.val + s.test
     _require(math.isclose(total, 1.0, abs_tol=1e-6),
              f"split.train + split.val + split.test: must sum to 1, got {total:g}")
+    _require(0 <= s.near_duplicates < 1,
+             f"split.near_duplicates: must be in [0, 1) (0 = byte-identical copies only), "
+             f"got {s.near_duplicates}")
 
     _require(0 <= p.model.dropout < 1, f"model.dropout: must be in [0, 1), got {p.model.dropout}")
     if p.model.arch == "custom":

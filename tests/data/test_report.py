@@ -13,7 +13,13 @@ from PIL import Image
 
 from imgclf.data import split
 from imgclf.data.images import load_image
-from imgclf.data.report import split_report
+from imgclf.data.report import (
+    LARGEST_GROUPS,
+    WARN_FRACTION,
+    largest_groups,
+    set_aside_warnings,
+    split_report,
+)
 from imgclf.data.report_plots import class_balance_figure, image_sizes_figure, sample_images
 from imgclf.params import DataParams, SplitParams
 
@@ -221,3 +227,63 @@ def test_report_figures_build_from_the_report_alone(reported: tuple[Path, Path, 
     assert "26 in all" in fig.axes[0].get_title()
     assert len(image_sizes_figure(r).axes) == 2
     assert len(image_sizes_figure({"classes": ["a"], "images": 0}).axes) == 2  # an old report
+
+
+# --- every input accounted for, said out loud ---------------------------------------------
+
+
+def test_largest_groups_biggest_first_with_their_classes() -> None:
+    groups = np.array([0, 1, 1, 0, 2, 2, 2, 3, 4])
+    labels = ["cat"] * 4 + ["dog"] * 5
+    r = report(groups=groups, labels=labels)
+    assert r["largest_groups"] == [
+        {"size": 3, "classes": {"dog": 3}, "first": "dog/1.jpg"},
+        {"size": 2, "classes": {"cat": 2}, "first": "cat/1.jpg"},
+        {"size": 2, "classes": {"cat": 2}, "first": "cat/2.jpg"},
+    ]
+
+
+def test_largest_groups_are_capped_and_name_mixed_classes() -> None:
+    paths = [f"{'cat' if i % 2 else 'dog'}/{i}.jpg" for i in range(60)]
+    groups = np.arange(60) // 2  # 30 pairs, each a cat and a dog
+    groups[:6] = 0  # one group of 6
+    r = largest_groups(groups, paths, [p.split("/")[0] for p in paths])
+    assert len(r) == LARGEST_GROUPS
+    assert r[0] == {"size": 6, "classes": {"dog": 3, "cat": 3}, "first": "dog/0.jpg"}
+    assert all(g["size"] == 2 for g in r[1:])
+
+
+def test_library_warnings_are_the_files_own_lines() -> None:
+    said = [{"path": "dog/2.jpg", "warning": "Corrupt EXIF data"},
+            {"path": "cat/1.jpg", "warning": "Truncated File Read"}]
+    r = report(warnings=said)
+    assert r["warnings"] == [said[1], said[0]]
+
+
+def test_reasons_are_counted_without_their_details() -> None:
+    skipped = [{"path": "cat/a.jpg", "reason": "cannot decode (broken data stream)"},
+               {"path": "cat/b.jpg", "reason": "cannot decode (image file is truncated)"},
+               {"path": "dog/c.jpg", "reason": "empty file; warning: Corrupt EXIF data"}]
+    r = report(skipped=skipped)
+    assert r["skipped_by_reason"] == {"cannot decode": 2, "empty file": 1}
+
+
+def test_set_aside_warnings_name_class_count_and_reasons() -> None:
+    files = [(f"cat/{i}.jpg", 0) for i in range(100)] + [(f"dog/{i}.jpg", 1) for i in range(50)]
+    skipped = ([{"path": f"cat/{i}.jpg", "reason": "cannot decode (x)"} for i in range(2)]
+               + [{"path": f"dog/{i}.jpg", "reason": "the same image is in another class"}
+                  for i in range(3)]
+               + [{"path": "dog/.a.jpg", "reason": "hidden"},
+                  {"path": "README.txt", "reason": "not inside a class folder"},
+                  {"path": "birds", "reason": "empty class folder"}])
+    lines = set_aside_warnings(["cat", "dog"], files, skipped)
+    # cat lost 2 of 100 (not more than WARN_FRACTION); dog 4 of 51 (the hidden one counts).
+    assert WARN_FRACTION == 0.02
+    assert lines == [
+        "class folder 'birds': empty class folder; it is left out",
+        "class 'dog': 4 of 51 files (8%) set aside: 3 the same image is in another class, "
+        "1 hidden",
+    ]
+    more = skipped + [{"path": "cat/2.jpg", "reason": "empty file"}]
+    assert "class 'cat': 3 of 100 files (3%) set aside: 2 cannot decode, 1 empty file" in (
+        set_aside_warnings(["cat", "dog"], files, more))

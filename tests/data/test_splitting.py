@@ -6,16 +6,22 @@ import numpy as np
 import pytest
 
 from imgclf.data.splitting import (
+    BLOCK_ROWS,
     NEAR_DUPLICATE_BITS,
     SPLITS,
+    candidate_pairs,
     duplicate_groups,
     label_conflicts,
+    standardize,
     stratified_group_split,
     target_counts,
+    thumb_distance,
 )
 from imgclf.errors import UserError
+from imgclf.params import SplitParams
 
 FRACTIONS = (0.7, 0.15, 0.15)
+DISTANCE = SplitParams().near_duplicates
 
 
 def flip_bits(h: int, *bits: int) -> int:
@@ -25,14 +31,29 @@ def flip_bits(h: int, *bits: int) -> int:
 
 
 def distinct_hashes(n: int, seed: int = 0) -> list[int]:
-    """``n`` random 64-bit hashes, every pair more than 10 bits apart."""
+    """``n`` random 64-bit hashes, every pair more than 12 bits apart."""
     rng = np.random.default_rng(seed)
     out: list[int] = []
     while len(out) < n:
         h = int(rng.integers(0, 2**63, dtype=np.int64)) * 2 + int(rng.integers(0, 2))
-        if all((h ^ o).bit_count() > 10 for o in out):
+        if all((h ^ o).bit_count() > 12 for o in out):
             out.append(h)
     return out
+
+
+def random_thumbs(n: int, seed: int = 0) -> np.ndarray:
+    """``(n, 256)`` unrelated random thumbnails (about 1 apart)."""
+    return np.random.default_rng(seed).integers(0, 256, (n, 256)).astype(np.uint8)
+
+
+def groups_of(shas: list[str], hashes: list[int], same: list[list[int]] | None = None,
+              max_distance: float = DISTANCE, seed: int = 0) -> np.ndarray:
+    """``duplicate_groups`` with random thumbnails, except that the items of each list
+    in ``same`` share one thumbnail (the same picture)."""
+    thumbs = random_thumbs(len(shas) + 20, seed)[:len(shas)]
+    for items in same or []:
+        thumbs[items] = thumbs[items[0]]
+    return duplicate_groups(shas, hashes, thumbs, max_distance)
 
 
 def same_partition(ids: np.ndarray, expected: list[list[int]]) -> bool:
@@ -43,70 +64,154 @@ def same_partition(ids: np.ndarray, expected: list[list[int]]) -> bool:
     return sorted(map(sorted, groups.values())) == sorted(map(sorted, expected))
 
 
+# --- candidate_pairs --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_bits", [0, 3, NEAR_DUPLICATE_BITS, 8])
+def test_candidate_pairs_match_brute_force(max_bits: int) -> None:
+    """Against all pairs, on clustered random hashes (each band of the hash matters)."""
+    rng = np.random.default_rng(max_bits)
+    centres = distinct_hashes(15, seed=8)
+    hashes = []
+    for _ in range(150):
+        h = centres[int(rng.integers(15))]
+        hashes.append(flip_bits(h, *rng.choice(64, size=int(rng.integers(0, max_bits // 2 + 3)),
+                                               replace=False).tolist()))
+    expected = [[i, j] for i in range(len(hashes)) for j in range(i + 1, len(hashes))
+                if (hashes[i] ^ hashes[j]).bit_count() <= max_bits]
+    found = candidate_pairs(np.array(hashes, dtype=np.uint64), max_bits)
+    assert found.tolist() == expected
+    assert len(expected) > 10  # the clusters give plenty of pairs to find
+
+
+def test_candidate_pairs_in_a_bucket_larger_than_a_block() -> None:
+    """Look-alike images fill one bucket; it is compared in blocks of rows."""
+    base = distinct_hashes(1, seed=9)[0]
+    rng = np.random.default_rng(9)
+    hashes = [flip_bits(base, *rng.choice(range(40, 64), size=2, replace=False).tolist())
+              for _ in range(BLOCK_ROWS + 100)]
+    found = candidate_pairs(np.array(hashes, dtype=np.uint64), 3)
+    expected = sum(1 for i in range(len(hashes)) for j in range(i + 1, len(hashes))
+                   if (hashes[i] ^ hashes[j]).bit_count() <= 3)
+    assert len(found) == expected > BLOCK_ROWS
+
+
+# --- thumb_distance --------------------------------------------------------------------
+
+
+def test_thumb_distance_ignores_brightness_and_contrast_and_the_common_layout() -> None:
+    rng = np.random.default_rng(1)
+    layout = np.zeros(256)
+    layout[:128] = 200.0  # half of every image is one bright block
+    a, b = (np.clip(layout + rng.normal(0, 20, 256), 0, 255) for _ in range(2))
+    common = standardize(np.stack([layout + rng.normal(0, 20, 256) for _ in range(50)]).clip(
+        0, 255).astype(np.uint8)).mean(axis=0)
+    rows = standardize(np.stack([a, 0.7 * a + 30, b]).astype(np.uint8))
+    d = thumb_distance(rows[[0, 0]], rows[[1, 2]], common)
+    assert d[0] < 0.01  # darker, flatter copy: the same picture
+    assert d[1] > 0.5  # another picture on the same layout
+    # Without taking out the layout the two pictures would look alike.
+    assert thumb_distance(rows[[0]], rows[[2]], np.zeros(256))[0] < 0.3
+
+
 # --- duplicate_groups -----------------------------------------------------------------
 
 
 def test_all_distinct_items_get_their_own_group() -> None:
-    hashes = distinct_hashes(5)
-    ids = duplicate_groups([f"sha{i}" for i in range(5)], hashes)
+    ids = groups_of([f"sha{i}" for i in range(5)], distinct_hashes(5))
     assert ids.tolist() == [0, 1, 2, 3, 4]
 
 
-def test_identical_sha_is_one_group_even_with_far_hashes() -> None:
-    hashes = distinct_hashes(4)
-    ids = duplicate_groups(["a", "b", "a", "c"], hashes)
+def test_identical_sha_is_one_group_even_with_far_hashes_and_thumbnails() -> None:
+    ids = groups_of(["a", "b", "a", "c"], distinct_hashes(4))
     assert same_partition(ids, [[0, 2], [1], [3]])
 
 
-def test_near_dhash_is_one_group() -> None:
+def test_near_dhash_and_alike_thumbnails_is_one_group() -> None:
     h = distinct_hashes(3, seed=1)
-    near = flip_bits(h[0], 0, 17, 63)  # 3 bits apart, spread over different bands
-    ids = duplicate_groups(["a", "b", "c", "d"], [h[0], h[1], near, h[2]])
+    near = flip_bits(h[0], 0, 17, 63)
+    ids = groups_of(["a", "b", "c", "d"], [h[0], h[1], near, h[2]], same=[[0, 2]])
     assert same_partition(ids, [[0, 2], [1], [3]])
 
 
-@pytest.mark.parametrize("bits", [(5,), (0, 1), (10, 30, 50), (60, 61, 62), (15, 16, 31)])
-def test_hashes_within_the_limit_are_grouped_wherever_the_bits_differ(bits: tuple) -> None:
-    h = distinct_hashes(1, seed=2)[0]
-    ids = duplicate_groups(["a", "b"], [h, flip_bits(h, *bits)])
+def test_near_dhash_alone_is_not_a_group() -> None:
+    """The candidate is refused when the thumbnails say they are other pictures."""
+    h = distinct_hashes(3, seed=1)
+    ids = groups_of(["a", "b", "c", "d"], [h[0], h[1], h[0], h[2]])
+    assert ids.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("bits", [(5,), (0, 1), (10, 30, 50), (60, 61, 62, 63),
+                                  (1, 12, 23, 34, 45, 56)])
+def test_hashes_within_the_limit_are_candidates_wherever_the_bits_differ(bits: tuple) -> None:
+    assert len(bits) <= NEAR_DUPLICATE_BITS
+    h = distinct_hashes(3, seed=2)
+    ids = groups_of(["a", "b", "c", "d"], [h[0], flip_bits(h[0], *bits), h[1], h[2]],
+                    same=[[0, 1]])
     assert ids[0] == ids[1]
 
 
-@pytest.mark.parametrize("bits", [(0, 1, 2, 3), (3, 19, 35, 51), (0, 16, 32, 48, 63)])
-def test_hashes_beyond_the_limit_stay_apart(bits: tuple) -> None:
+@pytest.mark.parametrize("bits", [tuple(range(NEAR_DUPLICATE_BITS + 1)),
+                                  tuple(range(3, 64, 9))])
+def test_hashes_beyond_the_limit_stay_apart_even_with_alike_thumbnails(bits: tuple) -> None:
     assert len(bits) > NEAR_DUPLICATE_BITS
-    h = distinct_hashes(1, seed=3)[0]
-    ids = duplicate_groups(["a", "b"], [h, flip_bits(h, *bits)])
+    h = distinct_hashes(3, seed=3)
+    ids = groups_of(["a", "b", "c", "d"], [h[0], flip_bits(h[0], *bits), h[1], h[2]],
+                    same=[[0, 1]])
     assert ids[0] != ids[1]
 
 
-def test_max_bits_can_be_changed() -> None:
-    h = distinct_hashes(1, seed=4)[0]
-    far = flip_bits(h, 1, 20, 40, 60, 62)
-    assert duplicate_groups(["a", "b"], [h, far], max_bits=5).tolist() == [0, 0]
-    assert duplicate_groups(["a", "b"], [h, far], max_bits=4).tolist() == [0, 1]
-    near = flip_bits(h, 9)
-    assert duplicate_groups(["a", "b"], [h, near], max_bits=0).tolist() == [0, 1]
-    assert duplicate_groups(["a", "b"], [h, h], max_bits=0).tolist() == [0, 0]
+def test_zero_distance_means_byte_identical_only() -> None:
+    h = distinct_hashes(3, seed=4)
+    shas, hashes = ["a", "b", "c", "a"], [h[0], h[0], h[1], h[2]]
+    assert groups_of(shas, hashes, same=[[0, 1]]).tolist() == [0, 0, 1, 0]
+    assert groups_of(shas, hashes, same=[[0, 1]], max_distance=0).tolist() == [0, 1, 2, 0]
 
 
-def test_grouping_is_transitive() -> None:
-    """a~b by hash, b~c by hash (a and c far apart), c~d by sha: all four one group."""
-    h = distinct_hashes(2, seed=5)
-    a = h[0]
-    b = flip_bits(a, 0, 1, 2)
-    c = flip_bits(b, 40, 41, 42)  # 6 bits from a
-    assert (a ^ c).bit_count() > NEAR_DUPLICATE_BITS
-    ids = duplicate_groups(["x", "other", "y", "z", "z"], [a, h[1], b, c, h[1] ^ (2**64 - 1)])
-    # items: 0=a, 1=unrelated, 2=b, 3=c, 4=same sha as 3 with an unrelated hash
-    assert same_partition(ids, [[0, 2, 3, 4], [1]])
+def test_a_pair_that_is_the_whole_dataset_is_still_found() -> None:
+    """Two copies alone: the common layout is that of the others, here none."""
+    thumbs = random_thumbs(1, seed=5)
+    copy = np.clip(thumbs.astype(int) + np.random.default_rng(5).integers(-3, 4, 256), 0, 255)
+    pair = np.concatenate([thumbs, copy.astype(np.uint8)])
+    assert duplicate_groups(["a", "b"], [7, 7], pair, DISTANCE).tolist() == [0, 0]
+    third = np.concatenate([pair, random_thumbs(1, seed=6)])
+    assert duplicate_groups(["a", "b", "c"], [7, 7, 7], third, DISTANCE).tolist() == [0, 0, 1]
+
+
+def chain_thumbs(n: int, seed: int) -> np.ndarray:
+    """``n`` thumbnails, each a small step from the one before: far apart at the ends."""
+    rng = np.random.default_rng(seed)
+    start, end = rng.normal(0, 1, 256), rng.normal(0, 1, 256)
+    steps = [(1 - k / (n - 1)) * start + k / (n - 1) * end for k in range(n)]
+    return np.stack([np.clip(128 + 40 * s, 0, 255) for s in steps]).astype(np.uint8)
+
+
+def test_a_chain_of_small_steps_is_not_one_group() -> None:
+    """a~b, b~c, c~d ... with the same dHash: each group stays around its first member."""
+    n = 20
+    thumbs = np.concatenate([chain_thumbs(n, seed=7), random_thumbs(30, seed=7)])
+    hashes = [0] * n + distinct_hashes(30, seed=7)
+    # Neighbours are within the limit, the ends far beyond it.
+    rows = standardize(thumbs)
+    common = rows[n:].mean(axis=0)
+    steps = thumb_distance(rows[:n - 1], rows[1:n], common)
+    assert steps.max() <= DISTANCE
+    assert thumb_distance(rows[[0]], rows[[n - 1]], common)[0] > 1
+    ids = duplicate_groups([f"s{i}" for i in range(len(hashes))], hashes, thumbs, DISTANCE)
+    chain = ids[:n]
+    assert len(set(chain.tolist())) >= 3
+    for g in set(chain.tolist()):  # every member is close to the first member of its group
+        members = np.flatnonzero(chain == g)
+        d = thumb_distance(rows[members[[0]]], rows[members], common)
+        assert d.max() <= 2 * DISTANCE
+    assert set(ids[n:].tolist()).isdisjoint(chain.tolist())
 
 
 def test_group_ids_are_dense_in_first_seen_order() -> None:
     h = distinct_hashes(4, seed=6)
     shas = ["p", "q", "p", "r", "q", "s", "r"]
     hashes = [h[0], h[1], h[0], h[2], h[1], h[3], h[2]]
-    ids = duplicate_groups(shas, hashes)
+    ids = groups_of(shas, hashes)
     assert ids.tolist() == [0, 1, 0, 2, 1, 3, 2]
     assert ids.dtype.kind == "i"
 
@@ -114,49 +219,24 @@ def test_group_ids_are_dense_in_first_seen_order() -> None:
 def test_group_ids_cover_zero_to_g_minus_one_for_random_input() -> None:
     rng = np.random.default_rng(7)
     base = distinct_hashes(30, seed=7)
-    hashes = [flip_bits(base[i], int(rng.integers(64))) for i in rng.integers(0, 30, 200)]
-    shas = [f"s{i}" for i in range(200)]
-    ids = duplicate_groups(shas, hashes)
+    which = rng.integers(0, 30, 200)
+    hashes = [flip_bits(base[i], int(rng.integers(64))) for i in which]
+    thumbs = random_thumbs(30, seed=7)[which]  # the same picture per base hash
+    ids = duplicate_groups([f"s{i}" for i in range(200)], hashes, thumbs, DISTANCE)
+    assert same_partition(ids, [np.flatnonzero(which == w).tolist() for w in np.unique(which)])
     assert sorted(set(ids.tolist())) == list(range(ids.max() + 1))
     firsts = [ids.tolist().index(g) for g in range(ids.max() + 1)]
     assert firsts == sorted(firsts)
 
 
-def test_duplicate_groups_matches_brute_force() -> None:
-    """Against a naive all-pairs union-find on clustered random hashes."""
-    rng = np.random.default_rng(8)
-    centres = distinct_hashes(15, seed=8)
-    hashes, shas = [], []
-    for i in range(120):
-        h = centres[int(rng.integers(15))]
-        h = flip_bits(h, *rng.choice(64, size=int(rng.integers(0, 6)), replace=False).tolist())
-        hashes.append(h)
-        shas.append(f"s{int(rng.integers(0, 100))}")  # some sha collisions across clusters
-    n = len(hashes)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if shas[i] == shas[j] or (hashes[i] ^ hashes[j]).bit_count() <= NEAR_DUPLICATE_BITS:
-                parent[find(i)] = find(j)
-    expected: dict[int, list[int]] = {}
-    for i in range(n):
-        expected.setdefault(find(i), []).append(i)
-    assert same_partition(duplicate_groups(shas, hashes), list(expected.values()))
-
-
 def test_duplicate_groups_of_nothing() -> None:
-    assert duplicate_groups([], []).tolist() == []
+    assert duplicate_groups([], [], np.zeros((0, 256), np.uint8), DISTANCE).tolist() == []
 
 
 def test_extreme_hash_values() -> None:
     top = 2**64 - 1
-    ids = duplicate_groups(["a", "b", "c", "d"], [0, top, flip_bits(top, 63), flip_bits(0, 0, 1)])
+    ids = groups_of(["a", "b", "c", "d"], [0, top, flip_bits(top, 63), flip_bits(0, 0, 1)],
+                    same=[[0, 3], [1, 2]])
     assert same_partition(ids, [[0, 3], [1, 2]])
 
 
@@ -313,3 +393,35 @@ def test_a_large_duplicate_group_stays_together() -> None:
     for seed in range(10):
         split = stratified_group_split(labels, groups, FRACTIONS, seed, ["only"])
         assert len(set(split[:8].tolist())) == 1
+
+
+def test_a_group_spanning_classes_goes_to_one_split() -> None:
+    """split.cross_class_duplicates: keep; the group is dealt with its first member's class."""
+    labels = np.array([0] * 10 + [1] * 10 + [0, 1, 1])
+    groups = np.array(list(range(20)) + [20, 20, 20])
+    for seed in range(10):
+        split = stratified_group_split(labels, groups, FRACTIONS, seed, ["a", "b"])
+        assert len(set(split[20:].tolist())) == 1
+        assert set(split.tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_single_class_groups_split_as_before_a_cross_class_group_was_possible(seed: int) -> None:
+    """Dealing by the first member's class changes nothing when no group spans classes."""
+    labels, groups, names = random_dataset(seed)
+    split = stratified_group_split(labels, groups, FRACTIONS, seed, names)
+    by_class = np.full(len(labels), -1)
+    rng = np.random.default_rng(seed)  # the per-class dealing, written out again
+    for c in range(len(names)):
+        members = np.flatnonzero(labels == c)
+        members = members[np.argsort(groups[members], kind="stable")]
+        _, starts, sizes = np.unique(groups[members], return_index=True, return_counts=True)
+        targets, filled = target_counts(len(members), FRACTIONS), [0, 0, 0]
+        for g in rng.permutation(len(starts)):
+            size = int(sizes[g])
+            s = next((s for s in (2, 1, 0) if filled[s] + size <= targets[s]), None)
+            if s is None:
+                s = max((2, 1, 0), key=lambda s: targets[s] - filled[s])
+            by_class[members[starts[g]:starts[g] + size]] = s
+            filled[s] += size
+    assert np.array_equal(split, by_class)

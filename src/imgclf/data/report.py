@@ -8,6 +8,7 @@ are made by :mod:`imgclf.data.report_plots`.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,19 +18,80 @@ import numpy as np
 # Upper edges of the aspect-ratio (width / height) bins of the report; 0.95-1.05 is
 # "about square", below it portrait, above it landscape.
 ASPECT_EDGES = (0.5, 0.75, 0.95, 1.05, 1.33, 2.0)
+# A class that loses more than this share of its files is named on the console.
+WARN_FRACTION = 0.02
+LARGEST_GROUPS = 10
+# Reasons the scan gives to entries it passes over without decoding them.
+SCAN_REASONS = ("hidden", "link to outside the dataset", "link to a folder", "not a regular file")  # the report lists this many of the largest duplicate groups
+
+
+def reason_kind(reason: str) -> str:
+    """The reason without its details: "cannot decode (broken data)" -> "cannot decode"."""
+    return re.split(r" \(|; ", reason, maxsplit=1)[0]
+
+
+def set_aside_warnings(class_folders: Sequence[str], files: Sequence[tuple[str, int]],
+                       skipped: Sequence[dict[str, str]]) -> list[str]:
+    """One console line per class folder that lost more than ``WARN_FRACTION`` of its
+    files (with the count and reasons), and one per class folder left out entirely.
+
+    ``files`` are the ``(path, class index)`` candidates of the scan, ``skipped`` every
+    entry set aside (``{"path", "reason"}``, paths relative to the raw folder).
+    """
+    totals = Counter(class_folders[c] for _, c in files)
+    lost: dict[str, Counter[str]] = {}
+    lines = []
+    for entry in skipped:
+        folder, _, rest = entry["path"].partition("/")
+        if not rest:
+            if entry["reason"] in ("empty class folder", "class folder has no usable image"):
+                lines.append(f"class folder {folder!r}: {entry['reason']}; it is left out")
+            continue
+        lost.setdefault(folder, Counter())[reason_kind(entry["reason"])] += 1
+    for folder in class_folders:
+        reasons = lost.get(folder, Counter())
+        n = sum(reasons.values())
+        # The scan's candidates, and the entries it passed over before decoding.
+        total = totals[folder] + sum(c for r, c in reasons.items() if r in SCAN_REASONS)
+        if total and n / total > WARN_FRACTION:
+            why = ", ".join(f"{c} {r}" for r, c in reasons.most_common())
+            lines.append(f"class {folder!r}: {n} of {total} files ({100 * n / total:.0f}%) "
+                         f"set aside: {why}")
+    return lines
+
+
+def largest_groups(groups: np.ndarray, paths: Sequence[str],
+                   labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``LARGEST_GROUPS`` largest duplicate groups (of 2 or more), largest first:
+    ``{"size", "classes": {class: count}, "first": path}``; ``groups`` is ``(N,)``."""
+    ids, first, sizes = np.unique(groups, return_index=True, return_counts=True)
+    order = sorted((i for i in range(len(ids)) if sizes[i] > 1),
+                   key=lambda i: (-sizes[i], first[i]))[:LARGEST_GROUPS]
+    out = []
+    for i in order:
+        members = np.flatnonzero(groups == ids[i])
+        out.append({"size": int(sizes[i]),
+                    "classes": dict(Counter(labels[j] for j in members.tolist())),
+                    "first": paths[int(first[i])]})
+    return out
 
 
 def split_report(class_names: Sequence[str], rows: Sequence[dict[str, str]],
                  skipped: Sequence[dict[str, str]], groups: np.ndarray,
                  paths: Sequence[str], sizes: Mapping[str, tuple[int, int]] | None = None,
-                 image_size: int | None = None) -> dict[str, Any]:
+                 image_size: int | None = None, *,
+                 warnings: Sequence[dict[str, str]] = (),
+                 labels: Sequence[str] | None = None) -> dict[str, Any]:
     """A JSON-ready summary of a split.
 
-    ``rows`` are the manifest rows (path, label, split, sha256); ``skipped`` the files
-    left out with their reason; ``groups`` the ``(N,)`` duplicate-group id of each
-    decoded file in ``paths``. With ``sizes`` (path -> original ``(width, height)``,
-    for at least every row) the report has an ``image_sizes`` section (see
-    :func:`size_report`); ``image_size`` is the size the images were resized to.
+    ``rows`` are the manifest rows (path, label, split, sha256); ``skipped`` the entries
+    of the raw folder left out with their reason; ``groups`` the ``(N,)`` duplicate-group
+    id of each decoded file in ``paths``, and ``labels`` their class folders (for
+    ``largest_groups``; default: the first part of each path). ``warnings`` are what
+    the image library said about files that were still used (``{"path", "warning"}``).
+    With ``sizes`` (path -> original ``(width, height)``, for at least every row) the
+    report has an ``image_sizes`` section (see :func:`size_report`); ``image_size`` is
+    the size the images were resized to.
     """
     per_split = Counter((r["split"], r["label"]) for r in rows)
     splits = sorted({r["split"] for r in rows}, key=["train", "val", "test"].index)
@@ -43,8 +105,11 @@ def split_report(class_names: Sequence[str], rows: Sequence[dict[str, str]],
         "counts": {s: {c: per_split[(s, c)] for c in class_names} for s in splits},
         "per_class": {c: per_class[c] for c in class_names},
         "skipped": sorted(skipped, key=lambda r: r["path"]),
-        "skipped_by_reason": dict(Counter(r["reason"].split(" (")[0] for r in skipped)),
+        "skipped_by_reason": dict(Counter(reason_kind(r["reason"]) for r in skipped)),
+        "warnings": sorted(warnings, key=lambda r: (r["path"], r["warning"])),
         "duplicate_groups": [m for m in members.values() if len(m) > 1],
+        "largest_groups": largest_groups(
+            groups, paths, labels if labels is not None else [p.split("/")[0] for p in paths]),
     }
     if sizes is not None:
         report["image_sizes"] = size_report(class_names, rows, sizes, image_size)

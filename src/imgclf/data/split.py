@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from imgclf import fsutil
-from imgclf.data.decoding import Decoded, close_scratch, decode_file
-from imgclf.data.report import split_report
+from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
+from imgclf.data.report import set_aside_warnings, split_report
 from imgclf.data.shards import ShardsMeta, ShardWriter, encode_record
 from imgclf.data.splitting import (
     SPLITS,
@@ -61,7 +62,15 @@ def scan(raw: Path) -> Scan:
         else:
             per_class[rel] = []
             for dirpath, dirnames, filenames in os.walk(entry):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for d in sorted(dirnames):  # sub-folders not walked, each with its reason
+                    path = Path(dirpath) / d
+                    relpath = path.relative_to(raw).as_posix()
+                    if d.startswith("."):
+                        skipped.append({"path": relpath, "reason": "hidden"})
+                    elif path.is_symlink():  # os.walk does not follow them: no loops
+                        skipped.append({"path": relpath, "reason": "link to a folder"})
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                                     and not (Path(dirpath) / d).is_symlink())
                 for name in sorted(filenames):
                     path = Path(dirpath) / name
                     relpath = path.relative_to(raw).as_posix()
@@ -133,10 +142,12 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
 
         paths = [found.files[i][0] for i in kept]
         labels = np.array([found.files[i][1] for i in kept], dtype=np.int64)
-        groups = duplicate_groups(shas, [d.dhash for d in decoded])
-        conflict = label_conflicts(labels, groups)
-        for i in np.flatnonzero(conflict):
-            skipped.append({"path": paths[i], "reason": "the same image is in another class"})
+        thumbs = np.frombuffer(b"".join(d.thumb for d in decoded), np.uint8).reshape(
+            len(decoded), THUMB_SIDE * THUMB_SIDE)
+        groups = duplicate_groups(shas, [d.dhash for d in decoded], thumbs,
+                                  split.near_duplicates)
+        mixed = label_conflicts(labels, groups)  # the same picture in two classes
+        conflict = _cross_class(split, mixed, groups, paths, skipped)
         class_names, labels = _drop_empty_classes(found.class_names, labels, ~conflict, skipped)
         meta = ShardsMeta(size, class_names)
         split_of = np.full(len(kept), -1, dtype=np.int64)
@@ -175,7 +186,14 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
             writer_csv.writeheader()
             writer_csv.writerows(rows)
         report = split_report(class_names, rows, skipped, groups, paths,
-                              {p: d.size for p, d in zip(paths, decoded, strict=True)}, size)
+                              {p: d.size for p, d in zip(paths, decoded, strict=True)}, size,
+                              warnings=[{"path": p, "warning": w} for p, d in
+                                        zip(paths, decoded, strict=True) for w in d.warnings],
+                              labels=[found.class_names[found.files[i][1]] for i in kept])
+        report["settings"] = {"near_duplicates": split.near_duplicates,
+                              "cross_class_duplicates": split.cross_class_duplicates}
+        report["cross_class_groups"] = [[paths[i] for i in np.flatnonzero(groups == g)]
+                                        for g in np.unique(groups[mixed])]
         fsutil.write_json(tmp / "report.json", report)
         if report_dir is not None:
             from imgclf.data.report_plots import write_report_plots  # matplotlib: only here
@@ -185,6 +203,33 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
           f"({', '.join(f'{k} {v}' for k, v in meta.counts.items())}), "
           f"{len(skipped)} skipped, {len(report['duplicate_groups'])} duplicate groups; "
           f"see {Path(out) / 'report.json'}")
+    lines = set_aside_warnings(found.class_names, found.files, skipped)
+    if split.cross_class_duplicates == "keep" and mixed.any():
+        lines.append(f"{int(mixed.sum())} images in {len(report['cross_class_groups'])} "
+                     "group(s) are the same picture as one in another class, e.g. "
+                     f"{', '.join(report['cross_class_groups'][0][:2])}; kept, each with its "
+                     "label, in one split (split.cross_class_duplicates: drop leaves them out)")
+    for line in lines:
+        print(f"split: warning: {line}; see {Path(out) / 'report.json'}", file=sys.stderr)
+
+
+def _cross_class(split: SplitParams, conflict: np.ndarray, groups: np.ndarray,
+                 paths: list[str], skipped: list[dict[str, str]]) -> np.ndarray:
+    """``(N,)`` bool: of the images whose picture is in another class too (``conflict``),
+    those to drop, as ``split.cross_class_duplicates`` says (``keep``: none; ``error``:
+    stop naming them; ``drop``: all, each added to ``skipped``)."""
+    if split.cross_class_duplicates == "keep" or not conflict.any():
+        return np.zeros(len(conflict), dtype=bool)
+    if split.cross_class_duplicates == "error":
+        first = np.flatnonzero(groups == groups[np.argmax(conflict)])
+        n_groups = len(np.unique(groups[conflict]))
+        raise UserError(
+            f"{n_groups} group(s) of the same picture span classes, e.g. "
+            f"{', '.join(paths[i] for i in first[:3])}; fix their labels, or set "
+            "split.cross_class_duplicates to keep (one split, each its own label) or drop")
+    for i in np.flatnonzero(conflict):
+        skipped.append({"path": paths[i], "reason": "the same image is in another class"})
+    return conflict
 
 
 def _drop_empty_classes(class_names: list[str], labels: np.ndarray, usable: np.ndarray,

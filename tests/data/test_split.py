@@ -433,15 +433,15 @@ USABLE = {
 }
 # Unusable files: name -> the start of the reason the report gives.
 UNUSABLE = {
-    "cat/notes.txt": "not an image Pillow can read",
-    "snow leopard/labels.csv": "not an image Pillow can read",
+    "cat/notes.txt": "not an image file name (images end in .bmp .gif .jpeg",
+    "snow leopard/labels.csv": "not an image file name",
     "café/empty.jpg": "empty file",
     "cat/truncated.jpg": "cannot decode",
     "snow leopard/page.png": "not an image Pillow can read",
     "café/bomb.png": "refused as a decompression bomb",  # past Pillow's own limit
     "cat/huge.png": "9000x8000 pixels is more than the 64,000,000 allowed",  # past ours
     "cat/.thumb.png": "hidden",
-    "notes only/README.txt": "not an image Pillow can read",
+    "notes only/README.txt": "not an image file name",
     "notes only": "class folder has no usable image",
 }
 
@@ -668,7 +668,6 @@ def test_library_warnings_are_the_files_line_in_the_report_not_the_console(
 
 # --- the real photos --------------------------------------------------------------------------
 
-MIRROR = os.environ.get("IMGCLF_DATA_MIRROR") or ""  # empty counts as unset
 # The duplicates of the animals set: one byte-identical pair of cats, and five pairs of
 # snakes that are one photo twice (re-encoded, or resized with a banner added).
 ANIMAL_GROUPS = [
@@ -680,9 +679,8 @@ ANIMAL_GROUPS = [
 
 @pytest.mark.realdata
 @pytest.mark.slow
-@pytest.mark.skipif(not MIRROR or not Path(MIRROR).is_dir(),
-                    reason="IMGCLF_DATA_MIRROR is not set to the folder of the animals photos")
-def test_animals_groups_and_split_are_those_of_the_photos(tmp_path: Path) -> None:
+def test_animals_groups_and_split_are_those_of_the_photos(tmp_path: Path,
+                                                          real_photos: Path) -> None:
     """At the default params: the 6 pairs above and nothing else, and the split that
     dealing these groups gives (the split the animals have always had)."""
     from imgclf.data.splitting import stratified_group_split
@@ -690,7 +688,7 @@ def test_animals_groups_and_split_are_those_of_the_photos(tmp_path: Path) -> Non
 
     p = Params()
     out = tmp_path / "out"
-    split_stage.run(p.data, p.split, MIRROR, out)
+    split_stage.run(p.data, p.split, real_photos, out)
     report = read_report(out)
     assert sorted(map(sorted, report["duplicate_groups"])) == ANIMAL_GROUPS
     assert {s["path"] for s in report["skipped"]} == {"SHA256SUMS", "SOURCE.md"}

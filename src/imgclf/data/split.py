@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
+from imgclf.data.layout import IMAGE_SUFFIXES, has_image_suffix
 from imgclf.data.report import set_aside_warnings, split_report
 from imgclf.data.shards import ShardsMeta, ShardWriter, encode_record
 from imgclf.data.splitting import (
@@ -44,8 +45,13 @@ class Scan:
     skipped: list[dict[str, str]]  # {"path", "reason"}
 
 
+_NOT_AN_IMAGE_NAME = f"not an image file name (images end in {' '.join(sorted(IMAGE_SUFFIXES))})"
+
+
 def scan(raw: Path) -> Scan:
-    """List class folders and their files; skip hidden files and links leaving ``raw``."""
+    """List class folders and their image files; every entry passed over is in ``skipped``
+    with its reason (hidden, a link leaving ``raw``, not in a class folder, not an image
+    file name, an empty class folder)."""
     if not raw.is_dir():
         raise UserError(f"{raw}: not a folder; run the download stage first (dvc repro download)")
     root = raw.resolve()
@@ -80,10 +86,15 @@ def scan(raw: Path) -> Scan:
                         skipped.append({"path": relpath, "reason": "link to outside the dataset"})
                     elif not path.is_file():
                         skipped.append({"path": relpath, "reason": "not a regular file"})
+                    elif not has_image_suffix(name):
+                        skipped.append({"path": relpath, "reason": _NOT_AN_IMAGE_NAME})
                     else:
                         per_class[rel].append(relpath)
     class_names = [name for name, files in per_class.items() if files]
-    skipped += [{"path": name, "reason": "empty class folder"}
+    # A folder whose entries were all passed over above has no usable image either.
+    skipped += [{"path": name, "reason": "class folder has no usable image"
+                 if any(e["path"].startswith(f"{name}/") for e in skipped)
+                 else "empty class folder"}
                 for name, files in per_class.items() if not files]
     files = [(f, c) for c, name in enumerate(class_names) for f in per_class[name]]
     return Scan(class_names, files, skipped)

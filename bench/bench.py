@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from imgclf.params import merge
+from imgclf.params import BACKBONES, merge
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -55,7 +55,6 @@ NOOP_REPRO_TARGET_S = 3.0  # section 4: a `dvc repro` with nothing to do
 MEMORY_TARGET = 1.25  # section 5: peak RSS at 10x the images / at 1x
 # Section 6: (test accuracy at least, wall seconds at most) for each kind of recipe.
 TTA_TARGETS = {"pretrained": (0.985, 300.0), "from scratch": (0.90, 600.0)}
-PRETRAINED_ARCHS = frozenset({"mobilenet_v2"})  # archs that start from ImageNet weights
 # Stages that only fetch inputs (the photos, pretrained weights): run before timing section 6.
 SETUP_STAGES = ("download", "pretrained", "weights")
 VARIANTS = 10  # section 5: generated copies of each photo for the large set
@@ -218,7 +217,7 @@ def baseline_epochs(target_s: float, one_epoch_wall_s: float, epoch_s: float) ->
 def recipe_kind(params: dict[str, Any]) -> str:
     """``pretrained`` when the model starts from ImageNet weights, else ``from scratch``."""
     model = params.get("model") or {}
-    pretrained = model.get("arch") in PRETRAINED_ARCHS and model.get("pretrained", True)
+    pretrained = model.get("arch") in BACKBONES and model.get("pretrained", True)
     return "pretrained" if pretrained else "from scratch"
 
 

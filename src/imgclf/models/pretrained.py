@@ -3,11 +3,12 @@
 Weights are an input like the data, so they get a stage of their own: DVC hashes the
 file and ``train`` depends on it. Each file is looked up first in Keras' own cache
 (``$KERAS_HOME/models/``, default ``~/.keras/models/``), then fetched from Keras'
-official URL, and must match its pinned sha256 either way.
+official URL, and must match the hash Keras pins for it either way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -15,42 +16,74 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgclf.data.checksums import sha256_file
 from imgclf.data.download import fetch_url
 from imgclf.errors import UserError
 from imgclf.fsutil import atomic_dir
-from imgclf.params import ModelParams
+from imgclf.params import BACKBONES, ModelParams
 
-KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 NO_WEIGHTS = "NONE.txt"  # written instead when the model needs no pretrained weights
 
 
 @dataclass(frozen=True)
 class PinnedWeights:
     filename: str  # Keras' own name for the file, as in its cache
-    sha256: str
+    digest: str  # the hash Keras pins for it (md5 or sha256, told apart by length as Keras does)
+    folder: str = ""  # its folder under KERAS_URL
 
     @property
     def url(self) -> str:
-        return KERAS_URL + self.filename
+        return KERAS_URL + self.folder + self.filename
+
+    @property
+    def algorithm(self) -> str:
+        return "sha256" if len(self.digest) == 64 else "md5"
 
 
-# (arch, alpha) -> the no-top ImageNet weights Keras publishes for it.
-PINNED: dict[tuple[str, float], PinnedWeights] = {
+# (arch, alpha or None) -> the no-top ImageNet weights Keras publishes for it, with the
+# hash Keras pins in keras/src/applications/<family>.py (WEIGHTS_HASHES; Keras pins
+# none for MobileNetV2, so those are the sha256 of the files it serves).
+# tests/models/test_pretrained.py checks this table against the installed Keras.
+PINNED: dict[tuple[str, float | None], PinnedWeights] = {
     ("mobilenet_v2", 0.35): PinnedWeights(
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5",
-        "df1c3db1d0d9193719c4c70f707c56f7021f999f825bdc57454c275cf6def19f"),
+        "df1c3db1d0d9193719c4c70f707c56f7021f999f825bdc57454c275cf6def19f", "mobilenet_v2/"),
     ("mobilenet_v2", 0.5): PinnedWeights(
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5",
-        "279052de2cfa801003aa6cc25cc4d007d35dd0b76f06935268c79788b7642d05"),
+        "279052de2cfa801003aa6cc25cc4d007d35dd0b76f06935268c79788b7642d05", "mobilenet_v2/"),
+    ("mobilenet_v3_small", None): PinnedWeights(
+        "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        "d3e8ec802a04aa4fc771ee12a9a9b836", "mobilenet_v3/"),
+    ("mobilenet_v3_large", None): PinnedWeights(
+        "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        "07fb09a5933dd0c8eaafa16978110389", "mobilenet_v3/"),
+    ("efficientnetv2_b0", None): PinnedWeights(
+        "efficientnetv2-b0_notop.h5", "893217f2bb855e2983157299931e43ff", "efficientnet_v2/"),
+    ("efficientnetv2_s", None): PinnedWeights(
+        "efficientnetv2-s_notop.h5", "af0682fb74e8c54910f2d4393339c070", "efficientnet_v2/"),
+    ("resnet50_v2", None): PinnedWeights(
+        "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "fac2f116257151a9d068a22e544a4917", "resnet/"),
+    ("convnext_tiny", None): PinnedWeights(
+        "convnext_tiny_notop.h5",
+        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1", "convnext/"),
 }
+# The archs whose width model.alpha sets (the others have one pinned width).
+WIDTH_ARCHS = frozenset({"mobilenet_v2"})
 
 
 def pinned_for(model: ModelParams) -> PinnedWeights | None:
     """The weights ``model`` starts from, or None for a model trained from scratch."""
-    if model.arch != "mobilenet_v2" or not model.pretrained:
+    if model.arch not in BACKBONES or not model.pretrained:
         return None
-    return PINNED[(model.arch, model.alpha)]  # params validation allows only pinned alphas
+    alpha = model.alpha if model.arch in WIDTH_ARCHS else None
+    return PINNED[(model.arch, alpha)]  # params validation allows only pinned alphas
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of the file at ``path`` (``md5`` or ``sha256``), read in chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def weights_path(model: ModelParams, folder: str | os.PathLike[str]) -> Path | None:
@@ -91,8 +124,10 @@ def run(model: ModelParams, out: str | os.PathLike[str]) -> None:
             except urllib.error.HTTPError as exc:
                 raise UserError(f"{pinned.url} answered HTTP {exc.code}; {hint}") from None
             origin = pinned.url
-        got = sha256_file(dest)
-        if got != pinned.sha256:
-            raise UserError(f"{origin}: sha256 {got} is not the pinned {pinned.sha256}; "
-                            "delete the file and run the stage again to fetch a good copy")
-    print(f"pretrained: {pinned.filename} from {origin}, sha256 verified", file=sys.stderr)
+        got = file_digest(dest, pinned.algorithm)
+        if got != pinned.digest:
+            raise UserError(f"{origin}: {pinned.algorithm} {got} is not the pinned "
+                            f"{pinned.digest} of {pinned.filename}; delete the file and run "
+                            "the stage again to fetch a good copy")
+    print(f"pretrained: {pinned.filename} from {origin}, {pinned.algorithm} verified",
+          file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -185,6 +186,8 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
           f"({', '.join(f'{k} {v}' for k, v in meta.counts.items())}), "
           f"{len(skipped)} skipped, {len(report['duplicate_groups'])} duplicate groups; "
           f"see {Path(out) / 'report.json'}")
+    if report["imbalance"]["warning"]:
+        print(f"split: warning: {report['imbalance']['warning']}", file=sys.stderr)
 
 
 def _drop_empty_classes(class_names: list[str], labels: np.ndarray, usable: np.ndarray,

@@ -45,7 +45,7 @@ DEFAULT_KERAS_HOME = SHARED / "weights" / "keras"
 DEFAULT_PARAMS = (REPO / "params.yaml", REPO / "recipes" / "from-scratch.yaml")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
-SECTIONS = ("throughput", "overhead", "split", "incremental", "memory", "tta")
+SECTIONS = ("throughput", "overhead", "split", "incremental", "memory", "tta", "backbones")
 ARCHS = ("small", "medium", "large")
 # Section 1: ours / baseline images per second must reach these.
 THROUGHPUT_TARGETS = {"small": 1.3, "medium": 1.0, "large": 1.0}
@@ -59,6 +59,11 @@ TTA_TARGETS = {"pretrained": (0.985, 300.0), "from scratch": (0.90, 600.0)}
 SETUP_STAGES = ("download", "pretrained", "weights")
 VARIANTS = 10  # section 5: generated copies of each photo for the large set
 TTA_BASELINE_SIZE = 128  # section 6: the baseline at its own default size, whatever ours uses
+# Section 7: the backbone every other one is compared with (the default model.arch), and
+# (pixels, batch, timed steps) of the full and the --quick run.
+BACKBONE_REFERENCE = "mobilenet_v2"
+BACKBONE_RUN = {False: (224, 16, 3), True: (32, 4, 1)}
+BACKBONES_QUICK = ("mobilenet_v2", "mobilenet_v3_small")  # --quick checks the mechanics only
 
 _T0 = time.perf_counter()
 
@@ -754,12 +759,57 @@ def section_memory(bench: Bench) -> list[Figure]:
     return figures
 
 
+# --- section 7: training throughput of each backbone ------------------------------------------
+
+
+def backbone_rate(arch: str, size: int, batch: int, steps: int) -> tuple[float, int]:
+    """(training images/s, backbone parameters) of ``arch``: random weights, every layer training.
+
+    Set up and compiled as the train stage does (``compiled_cnn``), fed ``steps`` batches
+    of random pixels from memory, so only the model's compute is timed; one batch is
+    fitted first (tracing), as in section 1.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.backend.clear_session()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch * steps, size, size, 3)).astype(np.float32)
+    y = rng.integers(0, 3, len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
+    model = compiled_cnn(arch, size, 3, steps)
+    warm_up(model, ds)
+    from imgclf.models.architectures import BACKBONE
+
+    return timed_epoch(model, ds, len(x)), model.get_layer(BACKBONE).count_params()
+
+
+def section_backbones(bench: Bench) -> list[Figure]:
+    """Section 7: each backbone's training images/s beside the default mobilenet_v2's."""
+    from imgclf.params import BACKBONES
+
+    size, batch, steps = BACKBONE_RUN[bench.quick]
+    archs = BACKBONES_QUICK if bench.quick else BACKBONES
+    rates = {}
+    for arch in archs:
+        log(f"backbones: {arch} at {size} px")
+        rates[arch] = backbone_rate(arch, size, batch, steps)
+    reference = rates[BACKBONE_REFERENCE][0]
+    return [Figure("7 backbones", f"train {arch} {size}px", rate, reference, "img/s",
+                   note=f"backbone {params / 1e6:.1f} M parameters; random weights, every layer "
+                   f"training, batch {batch}, {steps} steps after 1; reference "
+                   f"{BACKBONE_REFERENCE} (alpha 0.5)")
+            for arch, (rate, params) in rates.items()]
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
 SECTION_FUNCS: dict[str, Callable[[Bench], list[Figure]]] = {
     "throughput": section_throughput, "overhead": section_overhead, "split": section_split,
     "incremental": section_incremental, "memory": section_memory, "tta": section_tta,
+    "backbones": section_backbones,
 }
 
 

@@ -130,3 +130,28 @@ def test_preprocessing_is_inside_the_model(arch: str, scaled: bool) -> None:
     if scaled:
         assert rescaling[0].scale == pytest.approx(1 / 127.5)
         assert rescaling[0].offset == -1.0
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "efficientnetv2_b0"])
+def test_backbone_loads_a_weights_file_in_keras_format_and_freezes(arch: str, tmp_path) -> None:
+    # A file in the layout of Keras' no-top ImageNet files (legacy HDF5), written from
+    # a backbone with random weights: build_model must load exactly those and freeze them.
+    import h5py
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    from imgclf.models.architectures import BACKBONE, BACKBONE_BUILDERS
+
+    keras.utils.set_random_seed(7)
+    source = BACKBONE_BUILDERS[arch].build(input_shape=(32, 32, 3), include_top=False,
+                                           weights=None, pooling="avg")
+    path = tmp_path / "weights_no_top.h5"
+    with h5py.File(path, "w") as f:
+        save_weights_to_hdf5_group(f, source)
+    keras.utils.set_random_seed(8)  # other random weights, unless the file's are loaded
+    model = build_model(ModelParams(arch=arch, pretrained=True), 32, 3, weights=path)
+    base = model.get_layer(BACKBONE)
+    assert not base.trainable and base.count_params() == source.count_params()
+    for got, want in zip(base.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert model.count_params() - base.count_params() == sum(
+        w.size for w in model.get_layer("probabilities").get_weights())

@@ -777,7 +777,7 @@ def backbone_rate(arch: str, size: int, batch: int, steps: int) -> tuple[float, 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch * steps, size, size, 3)).astype(np.float32)
     y = rng.integers(0, 3, len(x))
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)  # in memory already
     model = compiled_cnn(arch, size, 3, steps)
     warm_up(model, ds)
     from imgclf.models.architectures import BACKBONE

@@ -125,7 +125,7 @@ BACKBONE = "backbone"  # the name of the pretrained part, for freezing and fine-
 
 
 @dataclass(frozen=True)
-class Backbone:
+class BackboneSpec:
     """How to build one Keras Applications backbone (no top, global average pooling)."""
 
     build: Callable[..., keras.Model]  # the keras.applications constructor
@@ -139,14 +139,14 @@ class Backbone:
 
 
 # model.arch -> its backbone; params.BACKBONES lists the same names.
-BACKBONE_BUILDERS: dict[str, Backbone] = {
-    "mobilenet_v2": Backbone(keras.applications.MobileNetV2, False, alpha=True),
-    "mobilenet_v3_small": Backbone(keras.applications.MobileNetV3Small, True),
-    "mobilenet_v3_large": Backbone(keras.applications.MobileNetV3Large, True),
-    "efficientnetv2_b0": Backbone(keras.applications.EfficientNetV2B0, True, rename=True),
-    "efficientnetv2_s": Backbone(keras.applications.EfficientNetV2S, True, rename=True),
-    "resnet50_v2": Backbone(keras.applications.ResNet50V2, False),
-    "convnext_tiny": Backbone(keras.applications.ConvNeXtTiny, True),
+BACKBONE_BUILDERS: dict[str, BackboneSpec] = {
+    "mobilenet_v2": BackboneSpec(keras.applications.MobileNetV2, False, alpha=True),
+    "mobilenet_v3_small": BackboneSpec(keras.applications.MobileNetV3Small, True),
+    "mobilenet_v3_large": BackboneSpec(keras.applications.MobileNetV3Large, True),
+    "efficientnetv2_b0": BackboneSpec(keras.applications.EfficientNetV2B0, True, rename=True),
+    "efficientnetv2_s": BackboneSpec(keras.applications.EfficientNetV2S, True, rename=True),
+    "resnet50_v2": BackboneSpec(keras.applications.ResNet50V2, False),
+    "convnext_tiny": BackboneSpec(keras.applications.ConvNeXtTiny, True),
 }
 assert set(BACKBONE_BUILDERS) == set(BACKBONES)
 

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from imgclf.data.layout import has_image_suffix
-from imgclf.params import merge
+from imgclf.params import BACKBONES, merge
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -46,7 +46,8 @@ DEFAULT_KERAS_HOME = SHARED / "weights" / "keras"
 # Section 6 times the default pipeline and the from-scratch recipe.
 DEFAULT_PARAMS = (REPO / "params.yaml", REPO / "recipes" / "from-scratch.yaml")
 
-SECTIONS = ("throughput", "overhead", "split", "incremental", "memory", "tta", "export", "serve")
+SECTIONS = ("throughput", "overhead", "split", "incremental", "memory", "tta", "export", "serve",
+            "backbones")
 ARCHS = ("small", "medium", "large")
 # Section 1: ours / baseline images per second must reach these.
 THROUGHPUT_TARGETS = {"small": 1.3, "medium": 1.0, "large": 1.0}
@@ -56,7 +57,6 @@ NOOP_REPRO_TARGET_S = 3.0  # section 4: a `dvc repro` with nothing to do
 MEMORY_TARGET = 1.25  # section 5: peak RSS at 10x the images / at 1x
 # Section 6: (test accuracy at least, wall seconds at most) for each kind of recipe.
 TTA_TARGETS = {"pretrained": (0.985, 300.0), "from scratch": (0.90, 600.0)}
-PRETRAINED_ARCHS = frozenset({"mobilenet_v2"})  # archs that start from ImageNet weights
 # Stages that only fetch inputs (the photos, pretrained weights): run before timing section 6.
 SETUP_STAGES = ("download", "pretrained", "weights")
 EXPORT_PER_CLASS = (20, 100)  # section 7: photos a class split for it (--quick, full)
@@ -68,6 +68,11 @@ SERVE_REQUESTS, SERVE_REQUESTS_QUICK = 256, 64
 # Section 8: server requests/s / direct in-process images/s, per number of clients.
 SERVE_TARGETS = {1: 0.5, 8: 1.0, 32: 1.5}
 TTA_BASELINE_SIZE = 128  # section 6: the baseline at its own default size, whatever ours uses
+# Section 9: the backbone every other one is compared with (the default model.arch), and
+# (pixels, batch, timed steps) of the full and the --quick run.
+BACKBONE_REFERENCE = "mobilenet_v2"
+BACKBONE_RUN = {False: (224, 16, 3), True: (32, 4, 1)}
+BACKBONES_QUICK = ("mobilenet_v2", "mobilenet_v3_small")  # --quick checks the mechanics only
 
 _T0 = time.perf_counter()
 
@@ -240,7 +245,7 @@ def baseline_epochs(target_s: float, one_epoch_wall_s: float, epoch_s: float) ->
 def recipe_kind(params: dict[str, Any]) -> str:
     """``pretrained`` when the model starts from ImageNet weights, else ``from scratch``."""
     model = params.get("model") or {}
-    pretrained = model.get("arch") in PRETRAINED_ARCHS and model.get("pretrained", True)
+    pretrained = model.get("arch") in BACKBONES and model.get("pretrained", True)
     return "pretrained" if pretrained else "from scratch"
 
 
@@ -1000,6 +1005,50 @@ def section_serve(bench: Bench) -> list[Figure]:
     return figures
 
 
+# --- section 9: training throughput of each backbone ------------------------------------------
+
+
+def backbone_rate(arch: str, size: int, batch: int, steps: int) -> tuple[float, int]:
+    """(training images/s, backbone parameters) of ``arch``: random weights, every layer training.
+
+    Set up and compiled as the train stage does (``compiled_cnn``), fed ``steps`` batches
+    of random pixels from memory, so only the model's compute is timed; one batch is
+    fitted first (tracing), as in section 1.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.backend.clear_session()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch * steps, size, size, 3)).astype(np.float32)
+    y = rng.integers(0, 3, len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)  # in memory already
+    model = compiled_cnn(arch, size, 3, steps)
+    warm_up(model, ds)
+    from imgclf.models.architectures import BACKBONE
+
+    return timed_epoch(model, ds, len(x)), model.get_layer(BACKBONE).count_params()
+
+
+def section_backbones(bench: Bench) -> list[Figure]:
+    """Section 9: each backbone's training images/s beside the default mobilenet_v2's."""
+    from imgclf.params import BACKBONES
+
+    size, batch, steps = BACKBONE_RUN[bench.quick]
+    archs = BACKBONES_QUICK if bench.quick else BACKBONES
+    rates = {}
+    for arch in archs:
+        log(f"backbones: {arch} at {size} px")
+        rates[arch] = backbone_rate(arch, size, batch, steps)
+    reference = rates[BACKBONE_REFERENCE][0]
+    return [Figure("9 backbones", f"train {arch} {size}px", rate, reference, "img/s",
+                   note=f"backbone {params / 1e6:.1f} M parameters; random weights, every layer "
+                   f"training, batch {batch}, {steps} steps after 1; reference "
+                   f"{BACKBONE_REFERENCE} (alpha 0.5)")
+            for arch, (rate, params) in rates.items()]
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -1008,6 +1057,7 @@ SECTION_FUNCS: dict[str, Callable[[Bench], list[Figure]]] = {
     "incremental": section_incremental, "memory": section_memory, "tta": section_tta,
     "export": section_export,
     "serve": section_serve,
+    "backbones": section_backbones,
 }
 
 

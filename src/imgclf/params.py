@@ -25,7 +25,13 @@ from imgclf.errors import UserError
 
 DEFAULT_SOURCE = "kaggle:borhanitrash/animal-image-classification-dataset"
 
-Arch = Literal["small", "medium", "large", "compact", "custom", "mobilenet_v2"]
+# Backbones from Keras Applications: ImageNet weights (the pretrained stage), a new head,
+# and each one's own preprocessing inside the model.
+Backbone = Literal["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                   "efficientnetv2_b0", "efficientnetv2_s", "resnet50_v2", "convnext_tiny"]
+BACKBONES: tuple[str, ...] = get_args(Backbone)
+Arch = Literal["small", "medium", "large", "compact", "custom", Backbone]  # flattened by typing
+ClassWeight = Literal["none", "balanced"]
 LrSchedule = Literal["constant", "cosine"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Loss = Literal["sparse_categorical_crossentropy", "categorical_crossentropy"]
@@ -84,9 +90,9 @@ class SplitParams:
 @dataclass(frozen=True)
 class ModelParams:
     arch: Arch = "mobilenet_v2"
-    dropout: float = 0.2  # after each dense layer of small/medium/large; before mobilenet's head
-    alpha: float = 0.5  # mobilenet_v2 width multiplier
-    pretrained: bool = True  # mobilenet_v2 starts from ImageNet weights (the pretrained stage)
+    dropout: float = 0.2  # after each dense layer of small/medium/large; before a backbone's head
+    alpha: float = 0.5  # mobilenet_v2 width multiplier (the other backbones have one width)
+    pretrained: bool = True  # a backbone starts from ImageNet weights (the pretrained stage)
     layers: list[dict[str, Any]] = field(default_factory=list)  # only for arch: custom
 
 
@@ -125,6 +131,9 @@ class TrainParams:
     epochs: int = 4
     early_stopping_patience: int = 3  # epochs without val_loss improvement; 0 turns it off
     seed: int = 42
+    # balanced: weigh each class's loss by n / (classes * its count in the train split),
+    # so a class with a tenth of the images counts as much in total; none: all equal.
+    class_weight: ClassWeight = "none"
     lr_schedule: LrSchedule = "constant"  # cosine: decay to 0 over the epochs
     warmup_epochs: int = 0  # epochs the rate rises linearly from 0 first (then the schedule)
     # Keep an exponential moving average of the weights with this decay per batch and
@@ -387,8 +396,10 @@ def _check(p: Params) -> None:
                  f"model.alpha: {p.model.alpha:g} is not valid for mobilenet_v2"
                  f"{' with pretrained weights' if p.model.pretrained else ''}; choose one of "
                  f"{', '.join(f'{a:g}' for a in alphas)}")
-        _require(p.data.image_size >= 32,
-                 f"data.image_size: mobilenet_v2 needs at least 32, got {p.data.image_size}")
+    if p.model.arch in BACKBONES:
+        # Keras Applications refuse smaller inputs (five stride-2 stages).
+        _require(p.data.image_size >= 32, f"data.image_size: {p.model.arch} needs at least "
+                 f"32, got {p.data.image_size}")
 
     if p.model.arch == "compact":
         # Its stem and four poolings halve the image five times.

@@ -12,8 +12,8 @@ from imgclf.evaluation import evaluate
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.params import EvaluateParams
 
-METRIC_KEYS = {"accuracy", "precision", "recall", "f1", "auroc", "loss", "n", "ece",
-               "per_class"}
+METRIC_KEYS = {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "loss",
+               "n", "ece", "per_class"}
 PNGS = ("confusion.png", "calibration.png", "misclassified.png")
 
 

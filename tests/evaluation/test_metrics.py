@@ -6,7 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from imgclf.evaluation.metrics import classification_metrics, confusion_matrix
+from imgclf.evaluation.metrics import (
+    TOP_K,
+    classification_metrics,
+    confusion_matrix,
+    top_k_accuracy,
+)
 
 NAMES3 = ["cat", "dog", "fox"]
 
@@ -50,6 +55,8 @@ def test_three_class_scores_match_confusion_counts():
     recall = tp / COUNTS.sum(axis=1)  # cat 2/3, dog 1/2, fox 3/4
     f1 = 2 * precision * recall / (precision + recall)
     assert result["accuracy"] == pytest.approx(6 / 9, abs=1e-6)
+    # Balanced accuracy: every class's recall weighs the same (2/3, 1/2, 3/4).
+    assert result["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 3 / 4) / 3, abs=1e-6)
     assert result["precision"] == pytest.approx(precision.mean(), abs=1e-6)
     assert result["recall"] == pytest.approx(recall.mean(), abs=1e-6)
     assert result["f1"] == pytest.approx(f1.mean(), abs=1e-6)
@@ -70,6 +77,7 @@ def test_result_is_json_ready_and_rounded():
     json.dumps(result, allow_nan=False)
     assert set(result) == {
         "accuracy",
+        "balanced_accuracy",
         "precision",
         "recall",
         "f1",
@@ -88,7 +96,7 @@ def test_perfect_predictions():
     y_true = np.array([0, 1, 2, 2, 1, 0])
     probs = np.eye(3)[y_true]
     result = classification_metrics(y_true, probs, NAMES3)
-    for key in ("accuracy", "precision", "recall", "f1", "auroc"):
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc"):
         assert result[key] == 1.0
     assert result["loss"] == 0.0
     assert all(row["auroc"] == 1.0 for row in result["per_class"].values())
@@ -133,6 +141,8 @@ def test_absent_class_has_null_auroc_and_zero_scores():
     # Macro AUROC averages only the defined (perfect) ones; macro recall counts fox as 0.
     assert result["auroc"] == 1.0
     assert result["recall"] == pytest.approx(2 / 3, abs=1e-6)
+    # Balanced accuracy averages the classes present only: fox has no images to recall.
+    assert result["balanced_accuracy"] == 1.0
     assert "null" in json.dumps(result, allow_nan=False)
 
 
@@ -162,3 +172,42 @@ def test_empty_input_raises():
 def test_bad_inputs_raise(y_true, probs, message):
     with pytest.raises(ValueError, match=message):
         classification_metrics(y_true, probs, NAMES3)
+
+
+def test_balanced_accuracy_exposes_an_ignored_minority():
+    # 90 majority images all right, 10 minority images all called majority.
+    y_true = np.array([0] * 90 + [1] * 10)
+    result = classification_metrics(y_true, probs_from_predictions(np.zeros(100, int), 2),
+                                     ["big", "small"])
+    assert result["accuracy"] == 0.9
+    assert result["balanced_accuracy"] == 0.5  # (1 + 0) / 2
+    assert result["per_class"]["small"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                            "auroc": 0.5, "support": 10}
+
+
+def test_top_k_accuracy_counts_classes_ranked_above_the_label():
+    probs = np.array([
+        [0.50, 0.20, 0.15, 0.10, 0.05],  # label 0: nothing above it -> rank 0
+        [0.50, 0.20, 0.15, 0.10, 0.05],  # label 3: three above -> rank 3
+        [0.50, 0.20, 0.15, 0.10, 0.05],  # label 4: four above -> rank 4
+        [0.25, 0.25, 0.25, 0.25, 0.00],  # label 3 tied with three others: rank 0
+    ])
+    y_true = np.array([0, 3, 4, 3])
+    assert top_k_accuracy(y_true, probs, 1) == 0.5
+    assert top_k_accuracy(y_true, probs, 4) == 0.75
+    assert top_k_accuracy(y_true, probs, 5) == 1.0
+
+
+def test_top5_accuracy_only_with_more_than_five_classes():
+    rng = np.random.default_rng(0)
+    names = [f"c{k}" for k in range(12)]
+    probs = rng.dirichlet(np.ones(12), size=200)
+    y_true = rng.integers(0, 12, 200)
+    result = classification_metrics(y_true, probs, names)
+    ranks = (probs > probs[np.arange(200), y_true][:, None]).sum(1)
+    assert result[f"top{TOP_K}_accuracy"] == pytest.approx((ranks < 5).mean(), abs=1e-6)
+    assert result["top5_accuracy"] >= result["accuracy"]
+    assert len(result["per_class"]) == 12
+    assert sum(row["support"] for row in result["per_class"].values()) == 200
+    five = classification_metrics(y_true % 5, probs[:, :5], names[:5])
+    assert "top5_accuracy" not in five

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from imgclf import env
 from imgclf.data.archive import extract
 from imgclf.data.checksums import Manifest, read_manifest, verify_folder
+from imgclf.data.layout import given_splits, split_class_files
 from imgclf.data.sources import (
     KaggleSource,
     LocalSource,
@@ -89,7 +90,10 @@ def run(data: DataParams, out: str | os.PathLike[str], *,
     with atomic_dir(out) as dest, _workdir(out) as work:
         root, origin = _obtain(source, dataset is not None, work, timeout)
         root = find_class_root(root, origin)
-        if manifest is None:
+        layout = given_splits(root)
+        if manifest is None and layout:  # train/, test/ ... kept as they are for split
+            counts = copy_split_classes(root, layout, dest)
+        elif manifest is None:
             counts = copy_classes(root, dest)
         else:
             fix = (f"replace the damaged files in {root}, or unset {MIRROR_ENV} to download "
@@ -260,6 +264,15 @@ def copy_classes(root: Path, dest: Path) -> dict[str, int]:
         raise UserError(f"{root}: the class folders hold no files")
     _copy_all(root, names, dest)
     return _count(names)
+
+
+def copy_split_classes(root: Path, layout: dict[str, str], dest: Path) -> dict[str, int]:
+    """Copy ``<split>/<class>/<file>`` of a dataset that comes split; files per class."""
+    names = split_class_files(root, layout)
+    if not names:
+        raise UserError(f"{root}: the class folders of {', '.join(layout.values())} hold no files")
+    _copy_all(root, names, dest)
+    return _count([name.split("/", 1)[1] for name in names])
 
 
 def copy_verified(root: Path, manifest: Manifest, dest: Path, origin: str,

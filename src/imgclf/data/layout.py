@@ -3,12 +3,15 @@
 One definition for every place that looks into such folders: ``download`` (finding the
 class folders inside an archive), ``split`` (what it decodes and what it passes over),
 ``imgclf predict`` and ``imgclf evaluate --data`` (which files of a folder they score),
-and the benchmark.
+and the benchmark. A dataset may also come split, as ``train/``, ``test/`` (maybe
+``val/``) folders each holding class folders (``given_splits``).
 """
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
+
+from imgclf.errors import UserError
 
 # The formats the decoder (Pillow, see imgclf.data.images) is asked to read; matched
 # in any case, so IMG_001.JPG counts.
@@ -23,3 +26,47 @@ def is_hidden(name: str) -> bool:
 def has_image_suffix(name: str | PurePath) -> bool:
     """Whether the file name ends in one of ``IMAGE_SUFFIXES`` (any case)."""
     return PurePath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+# split -> the folder names datasets use for it (compared in any case, as on Kaggle).
+SPLIT_FOLDER_NAMES: dict[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+
+
+def _subfolders(folder: Path) -> list[str]:
+    """Names of the sub-folders that could hold data (not hidden, not macOS metadata)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def given_splits(folder: Path) -> dict[str, str] | None:
+    """``{split: folder name}`` when ``folder`` holds split folders, else None.
+
+    Split folders are recognised when every sub-folder is named for a split (any case)
+    and train and test are among them; anything else is a plain folder of class folders.
+    Two folders naming the same split (``val`` and ``Validation``) stop with an error.
+    """
+    lookup = {name: split for split, names in SPLIT_FOLDER_NAMES.items() for name in names}
+    names = _subfolders(folder)
+    if not names or any(name.lower() not in lookup for name in names):
+        return None
+    found: dict[str, str] = {}
+    for name in names:
+        split = lookup[name.lower()]
+        if split in found:
+            raise UserError(f"{folder}: folders {found[split]} and {name} are both the "
+                            f"{split} split; merge them or remove one")
+        found[split] = name
+    return found if {"train", "test"} <= found.keys() else None
+
+
+def split_class_files(root: Path, layout: dict[str, str]) -> list[str]:
+    """``<split folder>/<class>/<file>`` of the files directly in each class folder."""
+    names = []
+    for folder in layout.values():
+        for cls in _subfolders(root / folder):
+            names += [f"{folder}/{cls}/{f.name}" for f in sorted((root / folder / cls).iterdir())
+                      if f.is_file() and not is_hidden(f.name)]
+    return names

@@ -18,11 +18,15 @@ import numpy as np
 # Upper edges of the aspect-ratio (width / height) bins of the report; 0.95-1.05 is
 # "about square", below it portrait, above it landscape.
 ASPECT_EDGES = (0.5, 0.75, 0.95, 1.05, 1.33, 2.0)
+# The report warns when the largest class has more than this many times the images of
+# the smallest: past that, plain training tends to neglect the small classes.
+IMBALANCE_WARN_RATIO = 3.0
 # A class that loses more than this share of its files is named on the console.
 WARN_FRACTION = 0.02
 LARGEST_GROUPS = 10
 # Reasons the scan gives to entries it passes over without decoding them.
-SCAN_REASONS = ("hidden", "link to outside the dataset", "link to a folder", "not a regular file")  # the report lists this many of the largest duplicate groups
+SCAN_REASONS = ("hidden", "link to outside the dataset", "link to a folder", "not a regular file",
+                "not an image file name")
 
 
 def reason_kind(reason: str) -> str:
@@ -110,10 +114,32 @@ def split_report(class_names: Sequence[str], rows: Sequence[dict[str, str]],
         "duplicate_groups": [m for m in members.values() if len(m) > 1],
         "largest_groups": largest_groups(
             groups, paths, labels if labels is not None else [p.split("/")[0] for p in paths]),
+        "imbalance": class_imbalance({c: per_class[c] for c in class_names}),
     }
     if sizes is not None:
         report["image_sizes"] = size_report(class_names, rows, sizes, image_size)
     return report
+
+
+def class_imbalance(per_class: Mapping[str, int]) -> dict[str, Any]:
+    """How uneven the classes are: ``{"largest", "smallest", "ratio", "warning"}``.
+
+    ``per_class`` maps each class to its number of images; ``ratio`` is the largest
+    count over the smallest (None when a class has none), and ``warning`` a sentence
+    when it exceeds :data:`IMBALANCE_WARN_RATIO` (else None).
+    """
+    if not per_class:
+        return {"largest": None, "smallest": None, "ratio": None, "warning": None}
+    largest = max(per_class, key=lambda c: per_class[c])
+    smallest = min(per_class, key=lambda c: per_class[c])
+    big, small = per_class[largest], per_class[smallest]
+    ratio = round(big / small, 2) if small else None
+    warning = None
+    if ratio is None or ratio > IMBALANCE_WARN_RATIO:
+        warning = (f"uneven classes: {largest} has {big} images, "
+                   f"{f'{ratio:g}x' if ratio else 'against'} the {small} of {smallest}; "
+                   "consider train.class_weight: balanced and watch balanced_accuracy")
+    return {"largest": largest, "smallest": smallest, "ratio": ratio, "warning": warning}
 
 
 def _stats(values: np.ndarray, decimals: int, pixels: bool = False) -> dict[str, float]:

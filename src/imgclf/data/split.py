@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
-from imgclf.data.layout import IMAGE_SUFFIXES, has_image_suffix
+from imgclf.data.layout import IMAGE_SUFFIXES, given_splits, has_image_suffix
+from imgclf.data.presplit import (
+    describe,
+    duplicates_across_splits,
+    given_split_ids,
+    keep_given_splits,
+)
 from imgclf.data.report import set_aside_warnings, split_report
 from imgclf.data.shards import ShardsMeta, ShardWriter, encode_record
 from imgclf.data.splitting import (
@@ -100,6 +106,23 @@ def scan(raw: Path) -> Scan:
     return Scan(class_names, files, skipped)
 
 
+def scan_given(raw: Path, layout: dict[str, str]) -> tuple[Scan, np.ndarray]:
+    """``scan`` of each split folder of ``raw``, merged: classes are the union (sorted),
+    paths relative to ``raw``; with the ``(N,)`` given split id of each file."""
+    scans = {folder: scan(raw / folder) for folder in layout.values()}
+    class_names = sorted({name for found in scans.values() for name in found.class_names})
+    files, skipped = [], []
+    for folder, found in scans.items():
+        files += [(f"{folder}/{f}", class_names.index(found.class_names[c]))
+                  for f, c in found.files]
+        skipped += [{**row, "path": f"{folder}/{row['path']}"} for row in found.skipped]
+    for entry in sorted(raw.iterdir()):  # beside the split folders: not part of any split
+        if entry.name not in layout.values() and not entry.name.startswith("."):
+            skipped.append({"path": entry.name, "reason": "not inside a split folder"})
+    files.sort(key=lambda fc: (fc[1], fc[0]))  # by class, as scan() lists them
+    return Scan(class_names, files, skipped), given_split_ids([f for f, _ in files], layout)
+
+
 def _decoded(paths: list[str], size: int, folder: Path) -> Iterator[Decoded | str]:
     """Yield ``decode_file`` results in input order, on all cores when it pays off."""
     jobs = [(p, size, str(folder)) for p in paths]
@@ -132,7 +155,8 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
     """Split ``raw`` into ``out``; with ``report_dir``, draw the data report's pictures
     there too (see :mod:`imgclf.data.report_plots`)."""
     raw, size = Path(raw), data.image_size
-    found = scan(raw)
+    layout = given_splits(raw) if raw.is_dir() else None  # train/, test/ ...: kept as given
+    found, given = scan_given(raw, layout) if layout else (scan(raw), None)
     fractions = (split.train, split.val, split.test)
 
     with fsutil.atomic_dir(out) as tmp:
@@ -150,6 +174,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
                 kept.append(i)
                 decoded.append(result)
         shas = [d.sha256 for d in decoded]
+        given_kept = given[kept] if given is not None else np.zeros(0, np.int64)
 
         paths = [found.files[i][0] for i in kept]
         labels = np.array([found.files[i][1] for i in kept], dtype=np.int64)
@@ -163,8 +188,13 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         meta = ShardsMeta(size, class_names)
         split_of = np.full(len(kept), -1, dtype=np.int64)
         usable = np.flatnonzero(~conflict)
-        split_of[usable] = stratified_group_split(labels[usable], groups[usable], fractions,
-                                                  split.seed, class_names)
+        if given is None:
+            split_of[usable] = stratified_group_split(labels[usable], groups[usable],
+                                                      fractions, split.seed, class_names)
+        else:
+            split_of[usable] = keep_given_splits(given_kept[usable], labels[usable],
+                                                 groups[usable], split.val, split.seed,
+                                                 class_names)
 
         # Pass 2: copy the pixels into per-split shards, each split in its own seeded
         # order so that streaming readers see the classes mixed. pread, not a memory
@@ -205,6 +235,10 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
                               "cross_class_duplicates": split.cross_class_duplicates}
         report["cross_class_groups"] = [[paths[i] for i in np.flatnonzero(groups == g)]
                                         for g in np.unique(groups[mixed])]
+        if layout:  # where each split came from, and the leaks the dataset ships with
+            report["given_splits"] = {
+                "from": describe(layout, split.val),
+                "duplicates_across_splits": duplicates_across_splits(paths, groups, given_kept)}
         fsutil.write_json(tmp / "report.json", report)
         if report_dir is not None:
             from imgclf.data.report_plots import write_report_plots  # matplotlib: only here
@@ -220,6 +254,14 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
                      "group(s) are the same picture as one in another class, e.g. "
                      f"{', '.join(report['cross_class_groups'][0][:2])}; kept, each with its "
                      "label, in one split (split.cross_class_duplicates: drop leaves them out)")
+    if layout:
+        leaks = report["given_splits"]["duplicates_across_splits"]
+        print(f"split: kept the dataset's own split ({', '.join(layout.values())})"
+              + (f"; warning: {len(leaks)} image(s) appear in more than one of its splits "
+                 "(listed in report.json, left where the dataset put them)" if leaks else ""),
+              file=sys.stderr)
+    if report["imbalance"]["warning"]:
+        print(f"split: warning: {report['imbalance']['warning']}", file=sys.stderr)
     for line in lines:
         print(f"split: warning: {line}; see {Path(out) / 'report.json'}", file=sys.stderr)
 

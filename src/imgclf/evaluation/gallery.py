@@ -72,26 +72,61 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
     return fig
 
 
+CONFUSION_COUNTS_UP_TO = 30
+"""Up to this many classes the confusion matrix writes each cell's count in it."""
+LABEL_CHARS = 20
+"""Class names longer than this are shortened in the confusion matrix's labels (the
+plot data, ``confusion.json``, keeps them whole)."""
+
+
+def confusion_layout(n: int) -> tuple[float, float, int]:
+    """``(cell inches, label font points, counts shown up to)`` for an n-class matrix.
+
+    Cells shrink from 0.6 in (a few classes) to 0.17 in (100 classes and more), so the
+    picture stays under about 20 in (2,000 px) a side; the labels' font follows the
+    cell so neighbouring names never overlap (at least 6 pt: readable when zoomed).
+    """
+    cell = min(0.6, max(0.17, 9.0 / max(n, 1)))
+    font = max(6.0, min(9.0, cell * 72 * 0.75))
+    return cell, font, CONFUSION_COUNTS_UP_TO
+
+
+def short_label(name: str, limit: int = LABEL_CHARS) -> str:
+    """``name`` cut to ``limit`` characters, the last one an ellipsis when it was cut."""
+    return name if len(name) <= limit else name[:limit - 1] + "\u2026"
+
+
 def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
                      title: str = "Confusion matrix") -> Figure:
-    """Counts of true (rows) against predicted (columns) classes, shaded by row share."""
+    """True (rows) against predicted (columns) classes, shaded by the share of the row.
+
+    Normalized by row, so a small class's mistakes show as clearly as a large one's;
+    up to :data:`CONFUSION_COUNTS_UP_TO` classes each cell also shows its count. With
+    many classes (50-100) the cells and labels shrink to fit (:func:`confusion_layout`)
+    and long names are shortened (:func:`short_label`).
+    """
     n = len(class_names)
     matrix = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), n)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    side = max(3.5, 0.6 * n + 2)
-    fig = Figure(figsize=(side + 0.8, side), dpi=100)
+    cell, font, counts_up_to = confusion_layout(n)
+    labels = [short_label(name) for name in class_names]
+    # Room for the longest label (about 0.6 em a character) beside and below the cells.
+    margin = 0.6 * font / 72 * max(len(label) for label in labels) + 0.8
+    side = max(3.5, cell * n) + margin
+    fig = Figure(figsize=(side + 1.2, side), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     shaded = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(shaded, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    ax.set_xticks(range(n), labels=class_names, rotation=45 if n > 4 else 0, ha="right"
-                  if n > 4 else "center")
-    ax.set_yticks(range(n), labels=class_names)
+    # Column labels lie flat when the longest fits its cell, else stand upright.
+    flat = 0.6 * font / 72 * max(len(label) for label in labels) < 0.9 * max(cell, 3.5 / n)
+    ax.set_xticks(range(n), labels=labels, fontsize=font, rotation=0 if flat else 90)
+    ax.set_yticks(range(n), labels=labels, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(f"{title} ({int(matrix.sum())} images)")
-    if n <= 30:
+    if n <= counts_up_to:
         for (r, c), count in np.ndenumerate(matrix):
-            ax.text(c, r, str(count), ha="center", va="center", fontsize=9,
+            ax.text(c, r, str(count), ha="center", va="center", fontsize=min(9.0, font),
                     color="white" if share[r, c] > 0.5 else "black")
     fig.tight_layout()
     return fig

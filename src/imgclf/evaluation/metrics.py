@@ -19,6 +19,10 @@ DECIMALS = 6
 PROB_EPS = 1e-7
 """Probabilities are clipped to ``[PROB_EPS, 1]`` before taking logs (same epsilon as Keras)."""
 
+TOP_K = 5
+"""Top-k accuracy is reported with this k, and only for more than ``TOP_K`` classes (with
+fewer it would be 1 or nearly so and say nothing)."""
+
 
 def rounded(value: float) -> float:
     """Return ``value`` as a plain Python float rounded to :data:`DECIMALS` places."""
@@ -95,6 +99,27 @@ def cross_entropy(y_true: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(p_true, PROB_EPS, 1.0))))
 
 
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Share of the (N,) labels that are among the ``k`` most probable classes of (N, C) probs.
+
+    A label counts as within the top ``k`` when fewer than ``k`` classes have a strictly
+    higher probability, so ties never depend on the order of the classes.
+    """
+    p_true = probs[np.arange(len(y_true)), y_true]
+    higher = (probs > p_true[:, None]).sum(axis=1)
+    return float((higher < k).mean())
+
+
+def balanced_accuracy(recall: np.ndarray, support: np.ndarray) -> float:
+    """Mean of the (C,) per-class recalls over the classes present (``support > 0``).
+
+    Each class weighs the same whatever its number of images, so a model that ignores a
+    small class scores low even when the plain accuracy is high (as scikit-learn's
+    ``balanced_accuracy_score``).
+    """
+    return float(recall[support > 0].mean())
+
+
 def one_vs_rest_auroc(y_true: np.ndarray, probs: np.ndarray) -> list[float | None]:
     """Per-class one-vs-rest ROC AUC, a list of length C.
 
@@ -122,10 +147,13 @@ def classification_metrics(
     Returns
     -------
     dict
-        ``{"accuracy", "precision", "recall", "f1", "auroc", "loss", "n", "per_class"}``:
-        precision/recall/f1 are macro averages over all C classes (0 where undefined, i.e.
-        ``zero_division=0``); ``auroc`` is the mean of the defined one-vs-rest AUCs (``None``
-        if no class has one); ``loss`` is the mean cross-entropy; ``n`` is N.
+        ``{"accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "loss",
+        "n", "per_class"}``, and ``"top5_accuracy"`` after ``balanced_accuracy`` when
+        C > :data:`TOP_K` (see :func:`top_k_accuracy`). ``balanced_accuracy`` is the mean
+        recall of the classes present in ``y_true``; precision/recall/f1 are macro
+        averages over all C classes (0 where undefined, i.e. ``zero_division=0``);
+        ``auroc`` is the mean of the defined one-vs-rest AUCs (``None`` if no class has
+        one); ``loss`` is the mean cross-entropy; ``n`` is N.
         ``per_class`` maps each class name to
         ``{"precision", "recall", "f1", "auroc", "support"}`` where ``auroc`` may be ``None``
         (class absent from, or the only class in, ``y_true``) and ``support`` is the int
@@ -147,8 +175,12 @@ def classification_metrics(
     def maybe_rounded(value: float | None) -> float | None:
         return None if value is None else rounded(value)
 
+    top_k = ({f"top{TOP_K}_accuracy": rounded(top_k_accuracy(y_true, probs, TOP_K))}
+             if len(class_names) > TOP_K else {})
     return {
         "accuracy": rounded(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": rounded(balanced_accuracy(recall, support)),
+        **top_k,
         "precision": rounded(precision.mean()),
         "recall": rounded(recall.mean()),
         "f1": rounded(f1.mean()),

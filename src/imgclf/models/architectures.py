@@ -9,6 +9,8 @@ backbone (ImageNet weights when ``model.pretrained``) with a new head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import keras
 from keras import layers
 
 from imgclf.models.augment import RandomResizedCrop
-from imgclf.params import LAYER_SCHEMA, AugmentParams, ModelParams
+from imgclf.params import BACKBONES, LAYER_SCHEMA, AugmentParams, ModelParams
 
 # arch -> (conv filters, dense units); each conv is followed by 2x2 max pooling and
 # each dense layer by dropout of model.dropout.
@@ -122,6 +124,33 @@ def augmentation(augment: AugmentParams, seed: int) -> list[keras.layers.Layer]:
 BACKBONE = "backbone"  # the name of the pretrained part, for freezing and fine-tuning
 
 
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one Keras Applications backbone (no top, global average pooling)."""
+
+    build: Callable[..., keras.Model]  # the keras.applications constructor
+    # True: the constructor scales pixels itself (``include_preprocessing``); False: the
+    # network expects -1..1 and a Rescaling layer goes in front of it.
+    own_preprocessing: bool
+    alpha: bool = False  # takes model.alpha (the width multiplier)
+    # EfficientNetV2 looks its block layout up by its name: it is built under its own
+    # name and renamed after.
+    rename: bool = False
+
+
+# model.arch -> its backbone; params.BACKBONES lists the same names.
+BACKBONE_BUILDERS: dict[str, BackboneSpec] = {
+    "mobilenet_v2": BackboneSpec(keras.applications.MobileNetV2, False, alpha=True),
+    "mobilenet_v3_small": BackboneSpec(keras.applications.MobileNetV3Small, True),
+    "mobilenet_v3_large": BackboneSpec(keras.applications.MobileNetV3Large, True),
+    "efficientnetv2_b0": BackboneSpec(keras.applications.EfficientNetV2B0, True, rename=True),
+    "efficientnetv2_s": BackboneSpec(keras.applications.EfficientNetV2S, True, rename=True),
+    "resnet50_v2": BackboneSpec(keras.applications.ResNet50V2, False),
+    "convnext_tiny": BackboneSpec(keras.applications.ConvNeXtTiny, True),
+}
+assert set(BACKBONE_BUILDERS) == set(BACKBONES)
+
+
 def build_model(model: ModelParams, image_size: int, n_classes: int,
                 augment: list[keras.layers.Layer] | None = None,
                 weights: Path | None = None) -> keras.Model:
@@ -130,23 +159,31 @@ def build_model(model: ModelParams, image_size: int, n_classes: int,
     Pixel scaling is part of the model, so predict feeds raw pixels exactly as
     training did. ``weights`` is the pretrained stage's file for a backbone arch.
     """
-    if model.arch == "mobilenet_v2":
-        return _mobilenet(model, image_size, n_classes, augment or [], weights)
+    if model.arch in BACKBONE_BUILDERS:
+        return _backbone_model(model, image_size, n_classes, augment or [], weights)
     if model.arch == "compact":
         return _compact(model, image_size, n_classes, augment or [])
     return build_layer_list(layer_specs(model), image_size, n_classes, augment)
 
 
-def _mobilenet(model: ModelParams, image_size: int, n_classes: int,
-               augment: list[keras.layers.Layer], weights: Path | None) -> keras.Model:
+def _backbone_model(model: ModelParams, image_size: int, n_classes: int,
+                    augment: list[keras.layers.Layer], weights: Path | None) -> keras.Model:
+    """Augmentation, the backbone's preprocessing, the backbone, dropout, a softmax head."""
+    spec = BACKBONE_BUILDERS[model.arch]
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = inputs
     for layer in augment:
         x = layer(x)
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)  # MobileNetV2 expects -1..1
-    base = keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), alpha=model.alpha, include_top=False,
-        weights=str(weights) if weights else None, pooling="avg", name=BACKBONE)
+    options: dict[str, Any] = {"alpha": model.alpha} if spec.alpha else {}
+    if not spec.rename:
+        options["name"] = BACKBONE
+    if spec.own_preprocessing:
+        options["include_preprocessing"] = True  # 0..255 in, as the model is fed
+    else:
+        x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)  # these expect -1..1
+    base = spec.build(input_shape=(image_size, image_size, 3), include_top=False,
+                      weights=str(weights) if weights else None, pooling="avg", **options)
+    base.name = BACKBONE
     if weights:
         base.trainable = False  # train the head first; fine-tuning unfreezes the top later
     # training=False keeps batch norm in inference mode even once layers are unfrozen,

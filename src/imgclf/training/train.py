@@ -28,11 +28,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from imgclf.data.shards import read_meta
+from imgclf.data.shards import SplitImages, read_meta
 from imgclf.models.architectures import augmentation, build_model, unfreeze_top
-from imgclf.models.pretrained import weights_path
 from imgclf.models.saving import ModelInfo, save_model
+from imgclf.models.weights import weights_path
 from imgclf.params import ModelParams, TrainParams
+from imgclf.training.balance import class_counts, class_weights
 from imgclf.training.dataset import make_dataset
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
 from imgclf.training.live import LiveCallback, open_live
@@ -94,6 +95,13 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
                             seed=train.seed, one_hot=one_hot, mixup=train.augment.mixup)
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
 
+    weighting = None
+    if train.class_weight != "none":  # the labels are read only when they are needed
+        counts = class_counts(SplitImages(data, "train").labels, len(meta.class_names))
+        weighting = class_weights(counts, train.class_weight)
+        print(f"train: class weights ({train.class_weight}): " + ", ".join(
+            f"{meta.class_names[k]} {w:.3g}" for k, w in (weighting or {}).items()))
+
     weights = weights_path(model_params, pretrained)
     with strategy.scope():  # the variables are created mirrored on every replica
         model = build_model(model_params, meta.image_size, len(meta.class_names),
@@ -132,7 +140,7 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
             print(f"train: resuming the {phase} phase from {backups / phase}")
         model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch,
                   epochs=first_epoch + epochs, callbacks=[backup, *callbacks, *stop],
-                  shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+                  class_weight=weighting, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
 
     if head_done.exists():
         print(f"train: the head phase finished before; its weights come from {head_done}")

@@ -36,7 +36,7 @@ def test_dvc_repro_on_thirty_classes(tmp_path: Path, image_folder: Callable[...,
     images = image_folder(tmp_path / "images", CLASSES, per_class=6, size=16)
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "requirements.lock"):
         if (REPO / name).exists():
             shutil.copy(REPO / name, repo / name)
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))

@@ -130,3 +130,29 @@ def test_links_of_the_readme_and_docs_lead_somewhere() -> None:
             elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
                 broken.append(f"{page.name}: {target} (no such heading)")
     assert broken == []
+
+
+def test_pages_named_by_the_help_and_params_yaml_exist() -> None:
+    from imgclf.cli import build_parser
+
+    parser = build_parser()
+    texts = [parser.format_help(), (REPO / "params.yaml").read_text()]
+    sub = next(a for a in parser._actions if a.choices and "train" in a.choices)
+    texts += [p.format_help() for p in sub.choices.values()]  # type: ignore[union-attr]
+    named = set(re.findall(r"docs/[\w-]+\.md", "\n".join(texts)))
+    assert {"docs/params.md", "docs/serve.md", "docs/export.md"} <= named
+    assert [page for page in sorted(named) if not (REPO / page).exists()] == []
+
+
+def test_the_option_tables_of_predict_and_serve_match_their_help() -> None:
+    from imgclf.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.choices and "predict" in a.choices)
+    for command, page in (("predict", "predict.md"), ("serve", "serve.md")):
+        parser = sub.choices[command]  # type: ignore[index]
+        options = {o for a in parser._actions for o in a.option_strings
+                   if o.startswith("--") and o != "--help"}
+        text = (REPO / "docs" / page).read_text()
+        rows = [line for line in text.splitlines() if line.startswith("| `--")]
+        in_table = set(re.findall(r"`(--[a-z-]+)`", "\n".join(rows)))
+        assert in_table == options, command

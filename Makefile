@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands in dvc.yaml call `imgclf` and `dvc` from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro scratch test lint compare bench clean-venv help lock container-check
+.PHONY: setup repro scratch test lint compare bench clean-venv help lock container-check docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -67,6 +67,11 @@ compare: setup  ## queue $(SWEEP) as DVC experiments, run them, show them by tes
 
 bench: setup  ## benchmark against the plain Keras baseline (../shared/bench); see bench/README.md
 	$(BIN)/python bench/bench.py
+
+# The params reference in docs/params.md is generated from the field docs of
+# src/imgclf/params.py (tests/test_params_docs.py fails while it is stale).
+docs: setup  ## regenerate docs/params.md from the params' field docs
+	$(BIN)/python scripts/params_doc.py
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .

@@ -47,7 +47,8 @@ and, beside the pipeline:
 
 `imgclf evaluate --data FOLDER` scores the model on any folder of class sub-folders.
 
-Every choice lives in params.yaml; see README.md.
+Every choice lives in params.yaml; docs/params.md explains each key, and
+docs/pipeline.md what each stage reads and writes (README.md links every page).
 """
 
 
@@ -197,19 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("source", _source, "fingerprint data.source, so dvc repro sees a changed folder",
             "Write a fingerprint of what data.source names to OUT, for the download stage to "
             "depend on: DVC cannot look into a folder outside the repository, so this stage "
-            "runs on every dvc repro (always_changed) and download reruns only when the file's "
-            "content changes. For a local folder: its file count and a sha256 over every "
-            "file's relative path, size and modification time (contents are not read, so it "
-            "is quick); for a local archive: its size and modification time; for kaggle: and "
-            "https:// sources: the source itself (remote data is pinned by its manifest or "
-            "URL; $IMGCLF_DATA_MIRROR is not looked at). Hidden files are left out.")
+            "runs on every dvc repro and download reruns only when the fingerprint changes. "
+            "What it covers for each kind of source: docs/pipeline.md.")
     p.add_argument("--out", default="data/source.json", help="where the fingerprint goes")
 
     p = add("download", _download, "fetch the dataset into data/raw",
-            "Fetch the dataset named by data.source (a kaggle:OWNER/NAME handle, an https:// "
-            "or file:// URL of a zip or tar archive, or a local folder of class sub-folders) "
-            "into OUT/<class>/<file>. Looks first in the folder named by $IMGCLF_DATA_MIRROR; "
-            "files of a known dataset are verified against its pinned sha256 manifest.")
+            "Fetch the dataset named by data.source into OUT/<class>/<file>, looking first in "
+            "the folder named by $IMGCLF_DATA_MIRROR; files of a known dataset are verified "
+            "against its pinned sha256 manifest. Sources: docs/params.md (data.source); "
+            "mirrors and timeouts: docs/your-data.md.")
     p.add_argument("--out", default="data/raw", help="where the class folders are written")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="how long the server may stay silent (on connecting, or in the "
@@ -218,9 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("pretrained", _pretrained, "fetch the pinned ImageNet weights of the backbone",
             "Put the ImageNet weights that model.arch starts from (model.pretrained) into OUT, "
-            "verified against their pinned sha256: from Keras' cache $KERAS_HOME/models/ "
-            "(default ~/.keras/models/) if there, else from Keras' official URL. For a model "
-            "trained from scratch it writes a note instead.")
+            "verified against the hash Keras pins for the file: from Keras' cache "
+            "$KERAS_HOME/models/ (default ~/.keras/models/) if there, else from Keras' "
+            "official URL. For a model trained from scratch it writes a note instead. See "
+            "docs/pipeline.md.")
     p.add_argument("--out", default="data/pretrained", help="where the weights file goes")
 
     p = add("split", _split, "decode, de-duplicate and split the images",
@@ -228,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
             "copies of one picture (split.near_duplicates), make a stratified split from "
             "split.* and "
             "write the resized images as binary shards plus a manifest and the data report "
-            "(report.json) into OUT, and the report's pictures into REPORT_DIR.")
+            "(report.json) into OUT, and the report's pictures into REPORT_DIR. See "
+            "docs/pipeline.md and docs/error-analysis.md.")
     p.add_argument("--raw", default="data/raw", help="the folder of class sub-folders")
     p.add_argument("--out", default="data/prepared", help="where shards and manifest go")
     p.add_argument("--report-dir", default="metrics/data_report",
@@ -238,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", _train, "train the model",
             "Train the architecture of model.* with the settings of train.* on the prepared "
             "train split, validating on the val split; log learning curves with DVCLive and "
-            "save the model with its class names.")
+            "save the model with its class names. See docs/training.md.")
     p.add_argument("--data", default="data/prepared", help="the split stage's output")
     p.add_argument("--model", default="models/model.keras", help="where the model is saved")
     p.add_argument("--live", default="metrics/train", help="the DVCLive folder")
@@ -247,13 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", _evaluate, "score the model on the held-out splits",
             "Score the model on the splits of evaluate.splits and write the metrics (nested "
-            "by split, with the expected calibration error ece) and the plots of the test "
-            "split: data for DVC (confusion matrix, ROC, precision-recall, reliability) and "
-            "PNG pictures (confusion matrix, reliability diagram, most confident mistakes). "
-            "With --data FOLDER, a folder of class sub-folders instead of the split stage's "
-            "output, it scores those images (class folders matched to the model's classes by "
-            "name) and writes the same metrics, nested under 'folder', and plots; that run is "
-            "not tracked in W&B.")
+            "by split) and the plots of the test split (docs/error-analysis.md). With --data "
+            "FOLDER, a folder of class sub-folders instead of the split stage's output, it "
+            "scores those images and writes the same metrics, nested under 'folder', and "
+            "plots, untracked (docs/predict.md).")
     p.add_argument("--data", default="data/prepared",
                    help="the split stage's output, or a folder of class sub-folders")
     p.add_argument("--model", default="models/model.keras",
@@ -272,15 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unsafe_flag(p)
 
     p = add("export", _export, "write the model in deployable formats, each one verified",
-            "Write the model of MODEL in each format of export.formats into OUT: a TensorFlow "
-            "SavedModel (savedmodel/1/, for TensorFlow Serving; float32 and uint8 "
-            "signatures), LiteRT with float16 weights and full-integer int8 (calibrated on "
-            "export.int8_samples training images), and ONNX; each carries the class names and "
-            "image size. Every file is loaded back and scored on the test split beside the "
-            "Keras model: size, accuracy, top-1 agreement, single-image latency (median, "
-            "p95) and batch throughput go to METRICS. A format that misses its bound "
-            "(export.min_agreement, export.int8_max_accuracy_drop, "
-            "export.int8_max_size_ratio) fails the command with one line saying by how much.")
+            "Write the model of MODEL in each format of export.formats (SavedModel, LiteRT "
+            "float16 and int8, ONNX) into OUT; load each file back and score it on the test "
+            "split beside the Keras model into METRICS. A format that misses its bound "
+            "(export.*) fails the command with one line saying by how much. The formats, "
+            "their inputs and the metrics: docs/export.md.")
     p.add_argument("--data", default="data/prepared", help="the split stage's output")
     p.add_argument("--model", default="models/model.keras", help="the .keras model to export")
     p.add_argument("--out", default="models/export", help="the folder the formats go to")
@@ -295,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "model, preparing them exactly as for training at the image size stored in the model "
         "file. Prints file, predicted class, confidence and the top-k classes. A file that "
         "cannot be read is reported with the reason and the others are still predicted; "
-        "the exit status is then 1 (0 when all were predicted, 2 for a usage error).")
+        "the exit status is then 1 (0 when all were predicted, 2 for a usage error). "
+        "Output formats and examples: docs/predict.md.")
     p.set_defaults(func=_predict)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     p.add_argument("--model", default="models/model.keras",
@@ -323,10 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the model over HTTP: POST /predict takes images as multipart "
         "fields named 'files' and answers with the JSON of 'imgclf predict --format json'; "
         "GET / is a web page to drop photos on and to see the evaluate stage's report; "
-        "GET /healthz; the OpenAPI page is /docs. Binds 127.0.0.1 unless --host says "
-        "otherwise. When IMGCLF_SERVE_TOKEN is set, every request but /healthz and the page "
-        "itself needs the header 'Authorization: Bearer <token>'. Requests arriving "
-        "together are scored in one model call. See README.md, 'Serve'.")
+        "the OpenAPI page is /docs. Binds 127.0.0.1 unless --host says otherwise; with "
+        "IMGCLF_SERVE_TOKEN set, requests need 'Authorization: Bearer <token>'. The API, "
+        "its limits and batching: docs/serve.md.")
     p.set_defaults(func=_serve)
     p.add_argument("--model", default="models/model.keras",
                    help="the model: a .keras, .tflite or .onnx file or a SavedModel folder")
@@ -363,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
             "after checking that params.yaml with them is valid. Use it as: "
             "flags=$(imgclf recipe recipes/from-scratch.yaml) && dvc exp run $flags "
             "(make scratch does that); the && keeps a bad recipe from running the "
-            "default params.")
+            "default params. See docs/training.md.")
     p.add_argument("recipe", metavar="FILE", help="the recipe file")
     return parser
 

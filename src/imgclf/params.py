@@ -6,7 +6,9 @@ value out of range stops the stage with one line naming the key and what is allo
 train with the default, silently.)
 
 Each dataclass below is one section of ``params.yaml``; its defaults are the
-defaults of the project, and its field comments are the documentation of the keys.
+defaults of the project, and each field's ``doc`` is the one reference of its key:
+``make docs`` writes the table of docs/params.md from them (scripts/params_doc.py), and
+a test fails when that table is stale.
 """
 
 from __future__ import annotations
@@ -67,139 +69,260 @@ class ParamsError(UserError):
     """A bad value in params.yaml; the message names the key."""
 
 
+def doc(text: str) -> dict[str, str]:
+    """A params field's metadata holding its documentation (Markdown), as in
+    ``field(default=..., metadata=doc("..."))``: docs/params.md is generated from it."""
+    return {"doc": text}
+
+
+def field_doc(f: dataclasses.Field[Any]) -> str:
+    """The documentation of one params field ("" when it has none)."""
+    return str(f.metadata.get("doc", ""))
+
+
+# Each section's docstring says which stage reads it; each field's ``doc`` is the
+# reference of that key (Markdown; links are relative to docs/, where it is shown).
+
+
 @dataclass(frozen=True)
 class DataParams:
-    source: str = DEFAULT_SOURCE  # kaggle:OWNER/NAME, https:// or file:// archive URL, or a folder
-    image_size: int = 224  # images are resized to image_size x image_size pixels
+    """Where the images come from and their size; read by source, download and split."""
+
+    source: str = field(default=DEFAULT_SOURCE, metadata=doc(
+        "where the images come from: `kaggle:OWNER/NAME`, an `https://` or `file://` URL of "
+        "a zip or tar archive, or a local folder with one sub-folder of images per class "
+        "(see [Your own images](your-data.md#your-own-images))"))
+    image_size: int = field(default=224, metadata=doc(
+        "pixels a side the images are resized to (16 to 1024; at least "
+        "32 for `compact` and the backbones)"))
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    train: float = 0.7  # fractions of each class; the three must sum to 1
-    val: float = 0.15
-    test: float = 0.15
-    seed: int = 42
-    # Near-duplicates: two files are the same picture when their small grayscale
-    # thumbnails are this close (1 - correlation; see README); 0 = byte-identical only.
-    near_duplicates: float = 0.11
-    # The same picture in two classes: keep (each with its label, all in one split),
-    # drop (leave them out) or error (stop, naming them).
-    cross_class_duplicates: CrossClass = "keep"
+    """How split divides the images into train, val and test; read by split."""
+
+    train: float = field(default=0.7, metadata=doc(
+        "fraction of each class in the train split; `train`, `val` and `test` must sum to 1 "
+        "(a dataset that comes split keeps its own split, see "
+        "[Datasets that come already split](your-data.md#datasets-that-come-already-split))"))
+    val: float = field(default=0.15, metadata=doc(
+        "fraction of each class in the val split (validated on every epoch); for a dataset "
+        "that comes split without a val folder, the share of its train folder that becomes "
+        "val"))
+    test: float = field(default=0.15, metadata=doc(
+        "fraction of each class in the test split (what evaluate scores)"))
+    seed: int = field(default=42, metadata=doc("seed of the split"))
+    near_duplicates: float = field(default=0.11, metadata=doc(
+        "how unlike two images' 16x16 grayscale thumbnails may be (1 - cosine of the "
+        "normalised thumbnails, in [0, 1)) and still count as the same picture "
+        "(re-encoded, resized, brightened, slightly cropped), kept in one split; `0` groups "
+        "byte-identical files only. See "
+        "[Duplicates](error-analysis.md#duplicates-and-what-split-sets-aside)"))
+    cross_class_duplicates: CrossClass = field(default="keep", metadata=doc(
+        "the same picture in two classes: `keep` (each copy with its own label, all in one "
+        "split, with a warning), `drop` (leave them all out) or `error` (stop, naming them)"))
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    arch: Arch = "mobilenet_v2"
-    dropout: float = 0.2  # after each dense layer of small/medium/large; before a backbone's head
-    alpha: float = 0.5  # mobilenet_v2 width multiplier (the other backbones have one width)
-    pretrained: bool = True  # a backbone starts from ImageNet weights (the pretrained stage)
-    layers: list[dict[str, Any]] = field(default_factory=list)  # only for arch: custom
+    """The architecture; read by pretrained and train."""
+
+    arch: Arch = field(default="mobilenet_v2", metadata=doc(
+        "a pretrained backbone with a new head: `mobilenet_v2`, `mobilenet_v3_small`, "
+        "`mobilenet_v3_large`, `efficientnetv2_b0`, `efficientnetv2_s`, `resnet50_v2`, "
+        "`convnext_tiny` (see [Choosing a backbone](training.md#choosing-a-backbone)); "
+        "`compact` (the from-scratch recipe: a small residual CNN with batch norm and global "
+        "pooling; see [Training from scratch](training.md#training-from-scratch)), `small` "
+        "(2 conv + 1 dense), `medium` (3 conv + 2 dense), `large` (4 conv + 2 dense), or "
+        "`custom` (the layers of `model.layers`)"))
+    dropout: float = field(default=0.2, metadata=doc(
+        "dropout after each dense layer of `small`, `medium` and `large`, or before the head "
+        "of `compact` and the backbones; in [0, 1)"))
+    alpha: float = field(default=0.5, metadata=doc(
+        "mobilenet_v2 width multiplier: `0.35` or `0.5` with pretrained weights; `0.75`, "
+        "`1.0`, `1.3`, `1.4` from scratch (the other backbones have one width)"))
+    pretrained: bool = field(default=True, metadata=doc(
+        "a backbone starts from pinned ImageNet weights (the pretrained stage), frozen while "
+        "the head trains; `false` trains it from random weights"))
+    layers: list[dict[str, Any]] = field(default_factory=list, metadata=doc(
+        "the layer list of `arch: custom`, e.g. `[{type: conv, filters: 32}, {type: "
+        "max_pool}]`; empty for every other arch (see "
+        "[Your own architecture](#your-own-architecture-without-code))"))
 
 
 @dataclass(frozen=True)
 class AugmentParams:
-    flip: bool = True  # random horizontal flips
-    rotation: float = 0.0  # max rotation, as a fraction of a full turn
-    zoom: float = 0.0  # max zoom in or out, as a fraction
-    contrast: float = 0.0  # max contrast change, as a fraction
-    # Random resized crops: each training image becomes a random box of it covering at
-    # least this fraction of its area, resized back; 0 = off.
-    crop: float = 0.0
-    # MixUp: blend each training image and its label with another's, by a weight from
-    # Beta(mixup, mixup), e.g. 0.2; 0 = off. Needs loss: categorical_crossentropy.
-    mixup: float = 0.0
+    """Random changes to the training images (train.augment); read by train."""
+
+    flip: bool = field(default=True, metadata=doc("random horizontal flips"))
+    rotation: float = field(default=0.0, metadata=doc(
+        "max random rotation, as a fraction of a full turn; in [0, 1)"))
+    zoom: float = field(default=0.0, metadata=doc(
+        "max random zoom in or out, as a fraction; in [0, 1)"))
+    contrast: float = field(default=0.0, metadata=doc(
+        "max random contrast change, as a fraction; in [0, 1)"))
+    crop: float = field(default=0.0, metadata=doc(
+        "random resized crops: each training image becomes a random box of it covering at "
+        "least this fraction of its area, resized back (e.g. `0.25`; 0.05 to 1); `0` = off"))
+    mixup: float = field(default=0.0, metadata=doc(
+        "MixUp: blend each training image and its label with another's, by a weight from "
+        "Beta(mixup, mixup) (e.g. `0.2`; at most 1); `0` = off. Needs "
+        "`train.loss: categorical_crossentropy`"))
 
 
 @dataclass(frozen=True)
 class FineTuneParams:
     """A second phase for a pretrained backbone: unfreeze its top layers, lower the rate."""
 
-    epochs: int = 2  # 0 = train the new head only; ignored without a pretrained backbone
-    learning_rate: float = 0.00002
-    layers: int = 30  # backbone layers unfrozen from the top (batch norm stays frozen); 0 = all
+    epochs: int = field(default=2, metadata=doc(
+        "after the head, train the top of a pretrained backbone for this many epochs; `0` "
+        "= train the new head only; ignored without a pretrained backbone"))
+    learning_rate: float = field(default=0.00002, metadata=doc(
+        "the learning rate of the fine-tuning phase"))
+    layers: int = field(default=30, metadata=doc(
+        "backbone layers unfrozen from the top (batch norm stays frozen); `0` = all"))
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    optimizer: Optimizer = "adam"
-    learning_rate: float = 0.001
-    momentum: float = 0.9  # sgd and rmsprop only
-    weight_decay: float = 0.0  # adamw only
-    loss: Loss = "sparse_categorical_crossentropy"
-    label_smoothing: float = 0.0  # needs loss: categorical_crossentropy
-    batch_size: int = 32
-    epochs: int = 4
-    early_stopping_patience: int = 3  # epochs without val_loss improvement; 0 turns it off
-    seed: int = 42
-    # balanced: weigh each class's loss by n / (classes * its count in the train split),
-    # so a class with a tenth of the images counts as much in total; none: all equal.
-    class_weight: ClassWeight = "none"
-    lr_schedule: LrSchedule = "constant"  # cosine: decay to 0 over the epochs
-    warmup_epochs: int = 0  # epochs the rate rises linearly from 0 first (then the schedule)
-    # Keep an exponential moving average of the weights with this decay per batch and
-    # save that instead of the last weights (smoother, often better); 0 = off.
-    ema: float = 0.0
-    deterministic: bool = True  # TensorFlow op determinism: same run, same weights (slower)
-    mixed_precision: bool = False  # float16 compute on a GPU; ignored on CPU
-    jit_compile: bool = False  # XLA-compile the training step
-    # auto: one device, or all local GPUs mirrored; mirrored: tf MirroredStrategy;
-    # multi_worker: several processes/machines, set up by TF_CONFIG (see README).
-    # batch_size is the global batch, split across all of them.
-    strategy: Strategy = "auto"
-    augment: AugmentParams = field(default_factory=AugmentParams)
-    fine_tune: FineTuneParams = field(default_factory=FineTuneParams)
+    """How the model is trained; read by train."""
+
+    optimizer: Optimizer = field(default="adam", metadata=doc(
+        "`adam`, `adamw`, `sgd` (with Nesterov momentum) or `rmsprop`"))
+    learning_rate: float = field(default=0.001, metadata=doc(
+        "the learning rate (of the head, with a pretrained backbone)"))
+    momentum: float = field(default=0.9, metadata=doc("momentum of `sgd` and `rmsprop`; in [0, 1)"))
+    weight_decay: float = field(default=0.0, metadata=doc("weight decay of `adamw`"))
+    loss: Loss = field(default="sparse_categorical_crossentropy", metadata=doc(
+        "`sparse_categorical_crossentropy` or `categorical_crossentropy` (labels are one-hot "
+        "encoded to match; needed by `label_smoothing` and `augment.mixup`)"))
+    label_smoothing: float = field(default=0.0, metadata=doc(
+        "label smoothing, in [0, 1); needs `loss: categorical_crossentropy`"))
+    batch_size: int = field(default=32, metadata=doc(
+        "images per training step; the global batch, split across all devices and workers "
+        "(see [Training on several machines](training.md#training-on-several-machines))"))
+    epochs: int = field(default=4, metadata=doc(
+        "training epochs; with a pretrained backbone, the epochs of the new head alone "
+        "(then `fine_tune.epochs`)"))
+    early_stopping_patience: int = field(default=3, metadata=doc(
+        "epochs without a better val loss before stopping (the best epoch is kept); `0` "
+        "turns early stopping off"))
+    seed: int = field(default=42, metadata=doc("seeds Python, NumPy and TensorFlow"))
+    class_weight: ClassWeight = field(default="none", metadata=doc(
+        "`balanced` weighs each class's loss by `n / (classes × its train images)`, so a "
+        "class with a tenth of the images counts as much in total (see "
+        "[Uneven classes](your-data.md#uneven-classes)); `none`: all equal"))
+    lr_schedule: LrSchedule = field(default="constant", metadata=doc(
+        "`constant`, or `cosine`: decay the rate to 0 over the epochs"))
+    warmup_epochs: int = field(default=0, metadata=doc(
+        "first raise the rate linearly from 0 over this many epochs, then the schedule (the "
+        "first phase only); below `epochs`"))
+    ema: float = field(default=0.0, metadata=doc(
+        "keep an exponential moving average of the weights with this decay per batch (e.g. "
+        "`0.99`; 0.9 to 1) and save it instead of the last weights (smoother, often better); "
+        "`0` = off"))
+    deterministic: bool = field(default=True, metadata=doc(
+        "TensorFlow op determinism: the same data, params and machine give identical "
+        "weights and metrics (`dvc repro --force` twice); `false` trades that for speed"))
+    mixed_precision: bool = field(default=False, metadata=doc(
+        "float16 compute on a GPU; ignored on a CPU"))
+    jit_compile: bool = field(default=False, metadata=doc("XLA-compile the training step"))
+    strategy: Strategy = field(default="auto", metadata=doc(
+        "`auto` (one device, or all local GPUs mirrored), `mirrored` (TensorFlow's "
+        "MirroredStrategy always) or `multi_worker` (several processes or machines, set up "
+        "by `TF_CONFIG`; see [Training on several machines]"
+        "(training.md#training-on-several-machines)); `batch_size` is the global batch"))
+    augment: AugmentParams = field(default_factory=AugmentParams, metadata=doc(
+        "random changes to the training images (below)"))
+    fine_tune: FineTuneParams = field(default_factory=FineTuneParams, metadata=doc(
+        "the fine-tuning phase of a pretrained backbone (below)"))
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    batch_size: int = 64
-    splits: list[str] = field(default_factory=lambda: ["val", "test"])  # scored splits
-    # Test-time augmentation: "flip" averages the probabilities of each image and its
-    # mirror image (twice the compute; the animals' test accuracy gains ~0.4 points).
-    tta: Tta = "flip"
+    """How the model is scored; read by evaluate (and by predict and serve for tta)."""
+
+    batch_size: int = field(default=64, metadata=doc("images per model call when scoring"))
+    splits: list[str] = field(default_factory=lambda: ["val", "test"], metadata=doc(
+        "the scored splits, of `train`, `val`, `test`; must include `test` (the plots are "
+        "drawn for test)"))
+    tta: Tta = field(default="flip", metadata=doc(
+        "test-time augmentation: `flip` scores each image and its mirror image and averages "
+        "the probabilities (twice the compute at evaluation; on the animals it turns 442 of "
+        "450 test photos right into 444, ~0.4 points); `none` scores the image alone. "
+        "`imgclf predict` and `imgclf serve` use the same setting"))
 
 
 @dataclass(frozen=True)
 class ExportParams:
-    """The export stage: which formats to write from the trained model, and their bounds."""
+    """The export stage: which formats to write from the trained model, and their bounds.
+
+    A format that misses its bound fails the stage, saying by how much (see
+    [Export](export.md)).
+    """
 
     formats: list[ExportFormat] = field(
-        default_factory=lambda: ["savedmodel", "tflite_float16", "tflite_int8", "onnx"])
-    int8_samples: int = 300  # training images the int8 quantization is calibrated on
-    batch_size: int = 64  # images per call when scoring the test split (the throughput figure)
-    latency_runs: int = 100  # single-image calls timed for the median and p95 latency
-    # Bounds; a format that misses its bound fails the stage, saying by how much.
-    min_agreement: float = 0.995  # savedmodel, onnx, tflite_float16: top-1 agreement with Keras
-    int8_max_accuracy_drop: float = 0.01  # tflite_int8: test accuracy below Keras', at most
-    int8_max_size_ratio: float = 0.35  # tflite_int8: file size / the .keras file's, at most
+        default_factory=lambda: ["savedmodel", "tflite_float16", "tflite_int8", "onnx"],
+        metadata=doc(
+        "the formats the export stage writes, of `savedmodel`, `tflite_float16`, "
+        "`tflite_int8`, `onnx` (see [Export](export.md))"))
+    int8_samples: int = field(default=300, metadata=doc(
+        "training images (never val or test) that calibrate the int8 model"))
+    batch_size: int = field(default=64, metadata=doc(
+        "images per call when the export stage scores the test split (its throughput "
+        "figure)"))
+    latency_runs: int = field(default=100, metadata=doc(
+        "single-image calls timed per format (median and p95 latency)"))
+    min_agreement: float = field(default=0.995, metadata=doc(
+        "SavedModel, ONNX and float16 must pick the Keras model's top class on at least "
+        "this fraction of the test images"))
+    int8_max_accuracy_drop: float = field(default=0.01, metadata=doc(
+        "int8 may lose at most this much test accuracy against the Keras model (a "
+        "fraction: 0.01 = 1 point)"))
+    int8_max_size_ratio: float = field(default=0.35, metadata=doc(
+        "int8's file size may be at most this fraction of the `.keras` file's"))
 
 
 @dataclass(frozen=True)
 class WandbParams:
     """Weights & Biases tracking of train and evaluate; it never changes an output.
 
-    The API key is not a param: it comes from ``WANDB_API_KEY`` in the environment or
-    in ``.env`` (see ``imgclf.tracking.wandb_run``); without one, runs are kept offline.
+    No stage lists these keys in dvc.yaml, so changing them reruns nothing. The API key
+    is not a param: it comes from ``WANDB_API_KEY`` in the environment or in ``.env``
+    (see [Weights & Biases](tracking.md)); without one, runs are kept offline.
     """
 
-    enabled: bool = True  # false: no W&B at all (so does the environment's WANDB_MODE=disabled)
-    project: str = "imgclf"  # the W&B project the runs go to
-    entity: str = ""  # W&B user or team; "" = the default entity of the API key
-    group: str = ""  # W&B group of the runs; "" = the DVC experiment's name (or git revision)
-    log_model: bool = True  # upload models/model.keras as a "model" artifact
-    log_manifest: bool = True  # upload data/prepared/manifest.csv as a "dataset" artifact
-    misclassified: int = 32  # most rows of the table of misclassified test images; 0 = none
+    enabled: bool = field(default=True, metadata=doc(
+        "track train and evaluate; `false` = no W&B at all (as does the environment's "
+        "`WANDB_MODE=disabled`)"))
+    project: str = field(default="imgclf", metadata=doc("the W&B project the runs go to"))
+    entity: str = field(default="", metadata=doc(
+        "W&B user or team; `\"\"` = the API key's default user or team (or "
+        "`$WANDB_ENTITY`)"))
+    group: str = field(default="", metadata=doc(
+        "W&B group of the runs; `\"\"` = the DVC experiment's name, else the git revision, "
+        "else `local`. `make compare` sets one group per sweep"))
+    log_model: bool = field(default=True, metadata=doc(
+        "upload `models/model.keras` as a `model` artifact"))
+    log_manifest: bool = field(default=True, metadata=doc(
+        "upload `data/prepared/manifest.csv` as a `dataset` artifact"))
+    misclassified: int = field(default=32, metadata=doc(
+        "most rows of the W&B table of misclassified test images; `0` = no table"))
 
 
 @dataclass(frozen=True)
 class Params:
-    data: DataParams = field(default_factory=DataParams)
-    split: SplitParams = field(default_factory=SplitParams)
-    model: ModelParams = field(default_factory=ModelParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
-    export: ExportParams = field(default_factory=ExportParams)
-    wandb: WandbParams = field(default_factory=WandbParams)
+    """Every section of params.yaml."""
+
+    data: DataParams = field(default_factory=DataParams, metadata=doc("the images"))
+    split: SplitParams = field(default_factory=SplitParams, metadata=doc("the split"))
+    model: ModelParams = field(default_factory=ModelParams, metadata=doc("the model"))
+    train: TrainParams = field(default_factory=TrainParams, metadata=doc("training"))
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams, metadata=doc("scoring"))
+    export: ExportParams = field(default_factory=ExportParams, metadata=doc(
+        "the deployable formats"))
+    wandb: WandbParams = field(default_factory=WandbParams, metadata=doc(
+        "Weights & Biases tracking"))
 
 
 def read_yaml(path: str | os.PathLike[str],

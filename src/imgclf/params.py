@@ -31,6 +31,7 @@ Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Loss = Literal["sparse_categorical_crossentropy", "categorical_crossentropy"]
 Strategy = Literal["auto", "mirrored", "multi_worker"]
 Tta = Literal["none", "flip"]
+Encoding = Literal["jpeg", "png", "raw"]
 
 # The layer list of ``model.arch: custom``: each entry is {type: ..., <key>: <value>}.
 # For every layer type: its keys, their types and defaults (None = required).
@@ -71,6 +72,11 @@ class SplitParams:
     val: float = 0.15
     test: float = 0.15
     seed: int = 42
+    # How the resized images are stored in the TFRecord shards: jpeg (small, lossy at
+    # `quality`), png (lossless, ~5x jpeg's bytes) or raw (uint8 pixels, ~8x).
+    encoding: Encoding = "jpeg"
+    quality: int = 95  # JPEG quality, 1..100 (ignored by png and raw)
+    shard_mb: float = 128.0  # a shard file is closed once it holds this many MB
 
 
 @dataclass(frozen=True)
@@ -344,6 +350,8 @@ def _check(p: Params) -> None:
     total = s.train + s.val + s.test
     _require(math.isclose(total, 1.0, abs_tol=1e-6),
              f"split.train + split.val + split.test: must sum to 1, got {total:g}")
+    _require(1 <= s.quality <= 100, f"split.quality: must be between 1 and 100, got {s.quality}")
+    _require(s.shard_mb > 0, f"split.shard_mb: must be above 0, got {s.shard_mb}")
 
     _require(0 <= p.model.dropout < 1, f"model.dropout: must be in [0, 1), got {p.model.dropout}")
     if p.model.arch == "custom":

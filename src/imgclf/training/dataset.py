@@ -36,6 +36,10 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
         raise ValueError(f"split {split!r} has no shards in {folder}")
     n_classes, count = len(meta.class_names), meta.counts[split]
 
+    # Training under multi_worker with a shard file for every worker: each worker reads
+    # only its own files (auto-sharding by file), so reading scales with the workers.
+    by_file = shuffle and 1 < workers <= len(files)
+    steps = -(-count // batch_size)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -45,6 +49,13 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
         lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER),
         cycle_length=min(len(files), 4) if shuffle else 1,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if by_file:
+        # Workers' files hold different numbers of records, but every worker must take
+        # each global step: each reads its files round and round, and an epoch ends
+        # after `steps` global batches (Keras reads the count below, not the data).
+        # After the reads: tf.distribute gives each worker its files from the file list
+        # above, which must stay one list (not a repeated one) for the shares to part.
+        ds = ds.repeat()
     if shuffle:  # of the encoded records: the buffer holds ~19 KB a JPEG, not 150 KB
         record_bytes = max(1, meta.sizes.get(split, 0) // max(count, 1))
         buffer = max(64, min(count, SHUFFLE_BYTES // record_bytes))
@@ -54,7 +65,7 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     ds = ds.batch(batch_size)
     # The record count is known from meta.json; telling tf.data lets Keras size its
     # progress bar and not warn that the input "ran out of data" at each epoch's end.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    ds = ds.take(steps) if by_file else ds.apply(tf.data.experimental.assert_cardinality(steps))
 
     def finish(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         images = tf.cast(images, tf.float32)
@@ -70,13 +81,13 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
 
         # One call at a time: the layer's random draws then come in a fixed order.
         ds = ds.map(blend, num_parallel_calls=None)
-    # Under train.strategy multi_worker each worker keeps its share of every global
-    # batch. TensorFlow's default shards by file, which fails with fewer shard files
-    # than workers (a split may have only one); by element it works for any count.
-    # Every worker runs the same code with the same seed, so all draw the same order
-    # and the shares never overlap.
+    # Otherwise (fewer shard files than workers, or validation, which must see each
+    # record once) each worker keeps its share of every global batch: by element works
+    # for any file count. Every worker runs the same code with the same seed, so all
+    # draw the same order and the shares never overlap.
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
     # No autotuning: the pipeline is cheap (about 0.25 s an epoch of 2,100 images at
     # 128 px), and under Keras' fit tf.data's autotuner stalled about one epoch in four
     # for ~10 s on 2 cores (measured with TF 2.21). AUTOTUNE parallelism then means

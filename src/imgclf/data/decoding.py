@@ -19,8 +19,8 @@ from imgclf.data.images import ImageError, decode_image_details
 
 # Each worker process appends the images it decodes and re-encodes (``split.encoding``)
 # to a scratch file of its own and sends back only hashes and offsets: piping ~150 KB
-# of pixels per image back to the parent cost more than the decoding itself. Unbuffered writes, so nothing is lost when
-# the pool shuts its workers down.
+# of pixels per image back to the parent cost more than the decoding itself.
+# Unbuffered writes, so nothing is lost when the pool shuts its workers down.
 _scratch_fds: dict[str, int] = {}
 
 

@@ -82,8 +82,8 @@ def scan(raw: Path) -> Scan:
     return Scan(class_names, files, skipped)
 
 
-def _decoded(paths: list[str], size: int, folder: Path, encoding: str = "jpeg",
-             quality: int = 95) -> Iterator[Decoded | str]:
+def _decoded(paths: list[str], size: int, folder: Path, encoding: str,
+             quality: int) -> Iterator[Decoded | str]:
     """Yield ``decode_file`` results in input order, on all cores when it pays off."""
     jobs = [(p, size, str(folder), encoding, quality) for p in paths]
     if len(jobs) < PARALLEL_MIN_FILES:

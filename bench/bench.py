@@ -47,7 +47,7 @@ DEFAULT_KERAS_HOME = SHARED / "weights" / "keras"
 DEFAULT_PARAMS = (REPO / "params.yaml", REPO / "recipes" / "from-scratch.yaml")
 
 SECTIONS = ("throughput", "overhead", "split", "incremental", "memory", "tta", "export", "serve",
-            "backbones")
+            "backbones", "tfrecord", "scale")
 ARCHS = ("small", "medium", "large")
 # Section 1: ours / baseline images per second must reach these.
 THROUGHPUT_TARGETS = {"small": 1.3, "medium": 1.0, "large": 1.0}
@@ -67,6 +67,12 @@ SERVE_CLIENTS = (1, 8, 32)
 SERVE_REQUESTS, SERVE_REQUESTS_QUICK = 256, 64
 # Section 8: server requests/s / direct in-process images/s, per number of clients.
 SERVE_TARGETS = {1: 0.5, 8: 1.0, 32: 1.5}
+# Section 10: prepared bytes / source JPEG bytes at the default encoding and image size,
+# and training images/s from the encoded shards / from raw-pixel shards, per (arch, px).
+PREPARED_BYTES_TARGET = 1.5
+ENCODED_THROUGHPUT_TARGETS = {("mobilenet_v2", 224): 0.97, ("small", 128): 0.9}
+SCALE_N = 100_000  # section 11: generated images split (--scale-n)
+SCALE_MEMORY_TARGET = 1.25  # section 11: split peak RSS at SCALE_N / at the 3,000 photos
 TTA_BASELINE_SIZE = 128  # section 6: the baseline at its own default size, whatever ours uses
 # Section 9: the backbone every other one is compared with (the default model.arch), and
 # (pixels, batch, timed steps) of the full and the --quick run.
@@ -398,6 +404,7 @@ class Bench:
     archs: tuple[str, ...] = ARCHS
     params_files: list[Path] = field(default_factory=lambda: list(DEFAULT_PARAMS))
     batch: int = 32
+    scale_n: int = SCALE_N
 
     @property
     def size(self) -> int:
@@ -1047,6 +1054,113 @@ def section_backbones(bench: Bench) -> list[Figure]:
                    f"training, batch {batch}, {steps} steps after 1; reference "
                    f"{BACKBONE_REFERENCE} (alpha 0.5)")
             for arch, (rate, params) in rates.items()]
+# --- section 10: encoded TFRecord shards vs raw pixels -----------------------------------------
+
+
+def folder_bytes(root: Path) -> int:
+    """Bytes of the regular files under ``root``."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def split_into(raw: Path, out: Path, size: int, encoding: str) -> Path:
+    """``split.run`` of ``raw`` at ``size`` px with ``split.encoding: encoding``."""
+    from imgclf.data import split
+    from imgclf.params import DataParams, SplitParams
+
+    with quiet_stdout():
+        split.run(DataParams(image_size=size), SplitParams(encoding=encoding), raw, out)
+    return out
+
+
+def section_tfrecord(bench: Bench) -> list[Figure]:
+    """Section 10: prepared bytes of the default encoding vs the source JPEGs, and training
+    images/s from JPEG shards vs raw-pixel shards (the same model, the same run)."""
+    import keras
+
+    source = folder_bytes(bench.photos)
+    figures = []
+    for (arch, size), target in ENCODED_THROUGHPUT_TARGETS.items():
+        size = 64 if bench.quick else size
+        log(f"tfrecord: splitting {bench.photos} at {size} px as jpeg and raw")
+        jpeg = split_into(bench.photos, bench.work / f"jpeg-{size}", size, "jpeg")
+        raw = split_into(bench.photos, bench.work / f"raw-{size}", size, "raw")
+        for name, out in (("jpeg", jpeg), ("raw", raw)):
+            prepared = folder_bytes(out)
+            figures.append(Figure("10 tfrecord", f"prepared bytes, {name} {size}px", prepared / 1e6,
+                                  source / 1e6, "MB", Target("<=", PREPARED_BYTES_TARGET)
+                                  if name == "jpeg" and size == 224 else None,
+                                  "vs the source files' bytes"))
+        keras.backend.clear_session()
+        runs = []
+        for out in (jpeg, raw):
+            meta, train, _ = shard_datasets(out, bench.batch)
+            model = compiled_cnn(arch, meta.image_size, len(meta.class_names), len(train))
+            warm_up(model, train)
+            runs.append((model, train, meta.counts["train"]))
+        repeats = max(2, bench.repeats)
+        log(f"tfrecord: {arch} {size}px, {repeats} interleaved epochs from jpeg and raw")
+        rates: list[list[float]] = [[], []]
+        for _ in range(repeats):  # interleaved, so a busy moment of the machine hits both
+            for i, (model, train, n) in enumerate(runs):
+                rates[i].append(timed_epoch(model, train, n))
+        figures.append(Figure("10 tfrecord", f"train {arch} {size}px, jpeg vs raw shards",
+                              max(rates[0]), max(rates[1]), "img/s", Target(">=", target),
+                              f"best of {repeats} interleaved epochs each, after a 2-batch "
+                              "warm-up"))
+        shutil.rmtree(jpeg)
+        shutil.rmtree(raw)
+    return figures
+
+
+# --- section 11: split at scale ------------------------------------------------------------------
+
+
+def scale_run(bench: Bench, raw: Path, tag: str) -> tuple[ChildRun, int]:
+    """``imgclf split`` of ``raw`` with the repo's params (its size, the default encoding) in
+    a child process: the run (with peak RSS) and the prepared folder's bytes."""
+    work = bench.work / f"scale-{tag}"
+    work.mkdir()
+    params = bench.repo_params()
+    if bench.quick:
+        params = merge(params, {"data": {"image_size": 64}})
+    write_params(work / "params.yaml", params)
+    log(f"scale: imgclf split of {tag} images")
+    run = run_child(imgclf_cmd("split", "--params", str(work / "params.yaml"), "--raw", str(raw),
+                               "--out", "prepared"), work, poll_s=0.1, what="imgclf split")
+    prepared = folder_bytes(work / "prepared")
+    shutil.rmtree(work)
+    return run, prepared
+
+
+def section_scale(bench: Bench) -> list[Figure]:
+    """Section 11: split of ``--scale-n`` generated images vs the 3,000 photos: images/s,
+    peak RSS and prepared bytes / source bytes, so the growth of each cost is visible."""
+    small = copy_subset(mirror_dir(), bench.work / "scale-photos", 100) if bench.quick \
+        else mirror_dir()
+    n_small = count_images(small)
+    copies = max(1, -(-bench.scale_n // n_small))
+    log(f"scale: generating {copies} variants of each of {n_small} photos")
+    large = make_variants(small, bench.work / "scale-variants", copies)
+    n_large = count_images(large)
+    figures = []
+    results = {}
+    for tag, raw, n in (("small", small, n_small), ("large", large, n_large)):
+        run, prepared = scale_run(bench, raw, str(n))
+        results[tag] = (run, prepared, folder_bytes(raw), n)
+    (a, pa, sa, na), (b, pb, sb, nb) = results["small"], results["large"]
+    figures.append(Figure("11 scale", f"split img/s, {nb} vs {na} images", nb / b.seconds,
+                          na / a.seconds, "img/s", None,
+                          f"{b.seconds:.0f} s vs {a.seconds:.0f} s, all cores"))
+    figures.append(Figure("11 scale", f"split peak RSS, {nb} vs {na} images", b.peak_rss_mb,
+                          a.peak_rss_mb, "MB", Target("<=", SCALE_MEMORY_TARGET),
+                          f"without shared/file pages {b.peak_private_mb:.0f} vs "
+                          f"{a.peak_private_mb:.0f} MB"))
+    for n, prepared, source in ((nb, pb, sb), (na, pa, sa)):
+        figures.append(Figure("11 scale", f"prepared / source bytes, {n} images",
+                              prepared / 1e6, source / 1e6, "MB",
+                              Target("<=", PREPARED_BYTES_TARGET) if not bench.quick else None,
+                              f"{prepared / n / 1e3:.1f} KB prepared per image"))
+    return figures
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -1058,6 +1172,7 @@ SECTION_FUNCS: dict[str, Callable[[Bench], list[Figure]]] = {
     "export": section_export,
     "serve": section_serve,
     "backbones": section_backbones,
+    "tfrecord": section_tfrecord, "scale": section_scale,
 }
 
 
@@ -1078,6 +1193,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE,
                    help="the peer baseline script")
     p.add_argument("--tmp", type=Path, help="where scratch data goes (default: system temp)")
+    p.add_argument("--scale-n", type=int, default=SCALE_N,
+                   help="images generated for section 11 (fewer runs in minutes)")
     return p.parse_args(argv)
 
 
@@ -1107,7 +1224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-", dir=args.tmp) as tmp:
         bench = Bench(quick=args.quick, work=Path(tmp), baseline=args.baseline,
                       repeats=max(1, args.repeats), archs=args.archs,
-                      params_files=[p.resolve() for p in args.params])
+                      params_files=[p.resolve() for p in args.params], scale_n=args.scale_n)
         figures, errors = run_sections(bench, args.only)
     info["seconds"] = round(time.perf_counter() - _T0, 1)
     result = summary(figures, errors, info)

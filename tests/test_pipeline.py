@@ -199,7 +199,8 @@ def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,
     sh(clone, "dvc", "pull")
     assert json.loads(sh(clone, "dvc", "status", "--json")) == ALWAYS
     assert_nothing_else_ran(sh(clone, "dvc", "repro"))
-    for out in ("models/model.keras", "data/prepared/meta.json", "data/prepared/train-000.bin"):
+    for out in ("models/model.keras", "data/prepared/meta.json",
+                "data/prepared/train-00000.tfrecord"):
         assert (clone / out).read_bytes() == (project / out).read_bytes(), out
     # The split is a few large shards, not thousands of small files (slow to push/pull).
     assert len(list((clone / "data/prepared").iterdir())) < 10

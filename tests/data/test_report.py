@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from imgclf.data import split
+from imgclf.data.decoding import encode_pixels
 from imgclf.data.images import load_image
 from imgclf.data.report import (
     LARGEST_GROUPS,
@@ -21,6 +22,7 @@ from imgclf.data.report import (
     split_report,
 )
 from imgclf.data.report_plots import class_balance_figure, image_sizes_figure, sample_images
+from imgclf.data.shards import decode_pixels, read_meta
 from imgclf.params import DataParams, SplitParams
 
 
@@ -211,13 +213,17 @@ def test_samples_are_the_shard_images_of_each_class(reported: tuple[Path, Path, 
     with open(prepared / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     samples = sample_images(prepared, rows, per_class=3)
+    meta = read_meta(prepared)
     assert sorted(samples) == ["ant", "bee", "cow"]
     for name, picks in samples.items():
         assert len(picks) == 3
         for image, caption in picks:
             file, split_name = caption.rsplit(" (", 1)
             assert split_name.rstrip(")") in {"train", "val", "test"}
-            np.testing.assert_array_equal(image, load_image(raw / name / file, 16))
+            # The stored image, decoded as training decodes it (JPEG by default).
+            encoded = encode_pixels(load_image(raw / name / file, 16), meta.encoding,
+                                    meta.quality or 0)
+            np.testing.assert_array_equal(image, decode_pixels(encoded, meta.encoding, 16))
 
 
 def test_report_figures_build_from_the_report_alone(reported: tuple[Path, Path, Path]) -> None:

@@ -19,7 +19,8 @@ from PIL import Image
 
 import imgclf.data.split as split_stage
 from imgclf.data.images import load_image
-from imgclf.data.shards import read_meta, read_split
+from imgclf.data.decoding import encode_pixels
+from imgclf.data.shards import decode_pixels, read_meta, read_split
 from imgclf.data.splitting import SPLITS, target_counts
 from imgclf.errors import UserError
 from imgclf.params import DataParams, SplitParams
@@ -70,7 +71,8 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def check_shards_match_files(raw: Path, out: Path) -> None:
-    """Every split's records are, in manifest order, the decoded files with their labels."""
+    """Every split's records are, in manifest order, the decoded files with their labels
+    (encoded as split.encoding says, and decoded as training decodes them)."""
     meta = read_meta(out)
     rows = read_manifest(out)
     for name in SPLITS:
@@ -79,7 +81,10 @@ def check_shards_match_files(raw: Path, out: Path) -> None:
         assert len(pixels) == len(split_rows) == meta.counts[name]
         for r, p, label in zip(split_rows, pixels, labels, strict=True):
             assert meta.class_names[label] == r["label"]
-            assert np.array_equal(p, load_image(raw / r["path"], SIZE)), r["path"]
+            encoded = encode_pixels(load_image(raw / r["path"], SIZE), meta.encoding,
+                                    meta.quality or 0)
+            expected = decode_pixels(encoded, meta.encoding, SIZE).numpy()
+            assert np.array_equal(p, expected), r["path"]
 
 
 @pytest.fixture

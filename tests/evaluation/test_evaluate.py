@@ -97,17 +97,16 @@ def test_evaluate_refuses_a_model_of_other_data(tiny_model: Path, tmp_path: Path
 
 
 def test_gallery_images_follow_the_scored_order(tmp_path: Path,
-                                                image_folder: object,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                image_folder: object) -> None:
     """Unshuffled, every split is scored in its records' order, even across shards, so
     the gallery's images are the scored ones."""
-    from imgclf.data import shards, split
+    from imgclf.data import split
     from imgclf.params import DataParams, SplitParams
     from imgclf.training.dataset import make_dataset
 
-    monkeypatch.setattr(shards, "SHARD_BYTES", 5 * (4 + 16 * 16 * 3))  # 5 images a shard
     image_folder(tmp_path / "raw", ["a", "b", "c"], per_class=20)  # type: ignore[operator]
-    split.run(DataParams(image_size=16), SplitParams(train=0.5, val=0.25, test=0.25),
+    split.run(DataParams(image_size=16), SplitParams(train=0.5, val=0.25, test=0.25,
+                                                     shard_mb=0.002),  # ~3 images a shard
               tmp_path / "raw", tmp_path / "prep")
     meta = read_meta(tmp_path / "prep")
     assert len(meta.splits["test"]) > 2

@@ -1,6 +1,8 @@
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from imgclf.data.shards import read_meta, read_split
 from imgclf.training.dataset import make_dataset
@@ -81,3 +83,74 @@ def test_mixup_needs_one_hot_labels(tiny_prepared: Path) -> None:
 
     with pytest.raises(ValueError, match="one-hot"):
         make_dataset(tiny_prepared, read_meta(tiny_prepared), "train", 8, mixup=0.2)
+
+
+def _many_shards(root: Path, image_folder: Callable[..., Path], encoding: str = "jpeg") -> Path:
+    """A split of 3 x 20 generated images whose train split spans several shard files."""
+    from imgclf.data import split
+    from imgclf.params import DataParams, SplitParams
+
+    if not (root / "raw").exists():
+        image_folder(root / "raw", ["a", "b", "c"], per_class=20)
+    split.run(DataParams(image_size=16),
+              SplitParams(train=0.6, val=0.2, test=0.2, encoding=encoding,  # type: ignore[arg-type]
+                          shard_mb=0.004),  # ~5 images a shard
+              root / "raw", root / f"prepared-{encoding}")
+    return root / f"prepared-{encoding}"
+
+
+def test_each_encoding_streams_what_the_split_wrote(tmp_path: Path,
+                                                    image_folder: Callable[..., Path]) -> None:
+    """jpeg, png and raw shards of the same photos give the same labels in the same order;
+    png and raw the same pixels, jpeg pixels close to them."""
+    got = {}
+    for encoding in ("raw", "png", "jpeg"):
+        prepared = _many_shards(tmp_path, image_folder, encoding)
+        meta = read_meta(prepared)
+        assert meta.encoding == encoding and len(meta.splits["train"]) > 2
+        ds = make_dataset(prepared, meta, "train", batch_size=7)
+        got[encoding] = (np.concatenate([x.numpy() for x, _ in ds]),
+                         np.concatenate([y.numpy() for _, y in ds]))
+    raw_x, raw_y = got["raw"]
+    assert len(raw_y) == 36
+    for encoding in ("png", "jpeg"):
+        np.testing.assert_array_equal(got[encoding][1], raw_y)
+    np.testing.assert_array_equal(got["png"][0], raw_x)
+    error = np.abs(got["jpeg"][0] - raw_x).mean()
+    assert 0 < error < 12, error  # generated noise is JPEG's worst case; photos lose far less
+
+
+def test_multi_worker_training_reads_by_file(tmp_path: Path,
+                                             image_folder: Callable[..., Path]) -> None:
+    """With a shard file for every worker, each worker reads only its own files (so the
+    workers' images never overlap), yet every worker has an epoch of global steps."""
+    from tensorflow.python.distribute import input_ops  # how tf.distribute shards input
+
+    prepared = _many_shards(tmp_path, image_folder)
+    meta = read_meta(prepared)
+    n, batch = meta.counts["train"], 8
+    assert len(meta.splits["train"]) >= 2
+    ds = make_dataset(prepared, meta, "train", batch, shuffle=True, seed=3, workers=2)
+    policy = tf.data.experimental.AutoShardPolicy
+    assert ds.options().experimental_distribute.auto_shard_policy == policy.FILE
+    assert len(ds) == -(-n // batch)  # the steps of an epoch, as Keras counts them
+
+    seen = []
+    for worker in range(2):
+        mine = input_ops.auto_shard_dataset(ds, 2, worker, 2)
+        images = np.concatenate([x.numpy() for x, _ in mine]).astype(np.uint8)
+        assert len(images) == len(ds) * batch  # every worker can take every step
+        seen.append({im.tobytes() for im in images})
+    assert not seen[0] & seen[1]  # disjoint files
+    all_images = {im.tobytes() for im in read_split(prepared, "train")[0]}
+    assert seen[0] | seen[1] <= all_images
+    # Each worker's stream repeats its files through the shuffle buffer, so an epoch may
+    # take a record twice and miss another; most are seen.
+    assert len(seen[0] | seen[1]) >= 0.8 * len(all_images)
+
+    # Validation must see each record once: by element, whatever the file count; so is a
+    # split with fewer files than workers.
+    val = make_dataset(prepared, meta, "val", batch, workers=2)
+    assert val.options().experimental_distribute.auto_shard_policy == policy.DATA
+    few = make_dataset(prepared, meta, "train", batch, shuffle=True, workers=99)
+    assert few.options().experimental_distribute.auto_shard_policy == policy.DATA

@@ -254,3 +254,36 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_prepared: Pa
     alone = load_model(tmp_path / "one" / "m.keras")[0]
     for a, b in zip(model.get_weights(), alone.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_workers_read_their_own_shard_files(tmp_path: Path, image_folder: Any) -> None:
+    """With more train shard files than workers, each worker reads its own files (by
+    file, not the whole split); both still take every step and agree on the weights."""
+    from imgclf.data import split
+    from imgclf.data.shards import read_meta
+    from imgclf.params import DataParams, SplitParams
+
+    image_folder(tmp_path / "raw", ["a", "b", "c"], per_class=20)
+    split.run(DataParams(image_size=16),
+              SplitParams(train=0.6, val=0.2, test=0.2, shard_mb=0.004),  # ~5 images a file
+              tmp_path / "raw", tmp_path / "prepared")
+    assert len(read_meta(tmp_path / "prepared").splits["train"]) >= 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params("multi_worker")))
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    dirs = [tmp_path / f"node{i}" for i in range(2)]
+    for d in dirs:
+        d.mkdir()
+    cmd = [sys.executable, "-m", "imgclf", "train", "--params", str(tmp_path / "params.yaml"),
+           "--data", str(tmp_path / "prepared"), "--model", "models/model.keras",
+           "--live", "live"]
+    base = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "DVC_ROOT")}
+    base.update(PYTHONUNBUFFERED="1", WANDB_MODE="disabled")
+    results = run_workers([cmd, cmd], dirs,
+                          [{**base, **tf_config(cluster, "worker", i)} for i in range(2)])
+    logs = "\n".join(f"--- worker {i} ---\n{out}" for i, (_, out) in enumerate(results))
+    assert [status for status, _ in results] == [0, 0], logs
+    digests = [DIGEST_LINE.findall(out)[0][0] for _, out in results]
+    assert digests[0] == digests[1], logs
+    rows = (dirs[0] / "live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 1, logs  # header + the one epoch

@@ -1,48 +1,69 @@
-"""The split stage's output format: fixed-length binary records in a few large shards.
+"""The split stage's output format: TFRecord shards of ``tf.train.Example`` records.
 
-Each record is a little-endian int32 label followed by ``size * size * 3`` uint8
-pixels. Training streams them with ``tf.data.FixedLengthRecordDataset`` (no JPEG
-decoding per epoch, nothing held in memory), and numpy can memory-map them for
-inspection. ``meta.json`` beside the shards says how to read them. A few large files
-rather than one per image keeps ``dvc push``/``pull`` fast.
+Each record holds one resized image, *encoded* (JPEG, PNG or raw pixels, by
+``split.encoding``), and its label, under the conventional feature names (``FEATURES``);
+any TensorFlow program reads them with ``tf.data.TFRecordDataset`` and
+``tf.io.parse_single_example``, no imgclf code needed (README: "Prepared data").
+``meta.json`` beside the shards lists each split's files, record counts, class names
+and the encoding. Shards close at ``split.shard_mb``, so a large dataset gets many
+files, which multi-worker training divides among the workers.
+
+TensorFlow is imported inside the functions that need it: ``read_meta`` is called
+before a multi-worker strategy must be the first thing TensorFlow sets up.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 
 from imgclf.errors import UserError
 
-FORMAT = "imgclf-shards/1"
-LABEL_BYTES = 4
-SHARD_BYTES = 256 * 1024 * 1024  # a shard holds as many whole records as fit in this
+FORMAT = "tfrecord-example/1"
+SUFFIX = ".tfrecord"
+# The features of each record (the names TensorFlow's own image datasets use).
+ENCODED, IMAGE_FORMAT = "image/encoded", "image/format"
+LABEL, LABEL_TEXT = "image/class/label", "image/class/text"
+SHA256, FILENAME = "image/sha256", "image/filename"
+HEIGHT, WIDTH, CHANNELS = "image/height", "image/width", "image/channels"
+FEATURES = {ENCODED: "bytes: the resized image, encoded as image/format says",
+            IMAGE_FORMAT: "bytes: jpeg, png or raw (height*width*channels uint8, row-major RGB)",
+            LABEL: "int64: index into class_names", LABEL_TEXT: "bytes: the class name",
+            SHA256: "bytes: hex sha256 of the source file", FILENAME:
+            "bytes: the source file's path under data/raw", HEIGHT: "int64", WIDTH: "int64",
+            CHANNELS: "int64: 3"}
+RECORD_FRAMING = 16  # TFRecord: uint64 length, uint32 crc of it, data, uint32 crc of data
 
 
 @dataclass(frozen=True)
 class ShardsMeta:
-    """What ``meta.json`` holds: image size, class names and each split's shard files."""
+    """What ``meta.json`` holds: image size, class names, encoding and each split's files."""
 
     image_size: int
     class_names: list[str]
+    encoding: str = "jpeg"  # jpeg | png | raw
+    quality: int | None = 95  # JPEG quality; None for png and raw
     splits: dict[str, list[str]] = field(default_factory=dict)  # split -> shard file names
     counts: dict[str, int] = field(default_factory=dict)  # split -> number of records
+    sizes: dict[str, int] = field(default_factory=dict)  # split -> bytes of its shard files
 
-    @property
-    def record_bytes(self) -> int:
-        return LABEL_BYTES + self.image_size * self.image_size * 3
+    def files(self, folder: str | os.PathLike[str], split: str) -> list[str]:
+        """The paths of ``split``'s shard files in ``folder``, in the records' order."""
+        return [str(Path(folder) / name) for name in self.splits.get(split, [])]
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, "image_size": self.image_size,
-                           "record_bytes": self.record_bytes, "label_bytes": LABEL_BYTES,
+        return json.dumps({"format": FORMAT, "encoding": self.encoding,
+                           "quality": self.quality, "image_size": self.image_size,
                            "class_names": self.class_names, "splits": self.splits,
-                           "counts": self.counts}, indent=2) + "\n"
+                           "counts": self.counts, "sizes": self.sizes,
+                           "features": FEATURES}, indent=2) + "\n"
 
 
 def read_meta(folder: str | os.PathLike[str]) -> ShardsMeta:
@@ -54,35 +75,57 @@ def read_meta(folder: str | os.PathLike[str]) -> ShardsMeta:
     except json.JSONDecodeError:
         raise UserError(f"{path}: not valid JSON; rerun the split stage") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise UserError(f"{path}: not a {FORMAT} folder; rerun the split stage")
+        raise UserError(f"{path}: not a {FORMAT} folder (an older format?); rerun the split "
+                        "stage (dvc repro split)")
     return ShardsMeta(image_size=raw["image_size"], class_names=raw["class_names"],
-                      splits=raw["splits"], counts=raw["counts"])
+                      encoding=raw["encoding"], quality=raw["quality"], splits=raw["splits"],
+                      counts=raw["counts"], sizes=raw["sizes"])
 
 
-def encode_record(label: int, pixels: np.ndarray) -> bytes:
-    """One record: int32 label then the ``(size, size, 3)`` uint8 pixels."""
-    pixel_bytes = np.ascontiguousarray(pixels, np.uint8).tobytes()
-    return np.int32(label).astype("<i4").tobytes() + pixel_bytes
+def encode_example(label: int, class_name: str, encoded: bytes, encoding: str, size: int,
+                   sha256: str, filename: str) -> bytes:
+    """One serialized ``tf.train.Example`` of an encoded ``size`` x ``size`` RGB image."""
+    import tensorflow as tf
+
+    def _bytes(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def _int(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    example = tf.train.Example(features=tf.train.Features(feature={
+        ENCODED: _bytes(encoded), IMAGE_FORMAT: _bytes(encoding.encode()),
+        LABEL: _int(label), LABEL_TEXT: _bytes(class_name.encode()),
+        SHA256: _bytes(sha256.encode()), FILENAME: _bytes(filename.encode()),
+        HEIGHT: _int(size), WIDTH: _int(size), CHANNELS: _int(3)}))
+    # deterministic: the feature map in sorted key order, so same data -> same bytes.
+    return example.SerializeToString(deterministic=True)
 
 
 class ShardWriter:
-    """Append records to ``<prefix>-000.bin``, ``<prefix>-001.bin``, ... in ``folder``."""
+    """Append records to ``<prefix>-00000.tfrecord``, ``-00001``, ... in ``folder``; a
+    file is closed when the next record would take it past ``shard_bytes``."""
 
-    def __init__(self, folder: Path, prefix: str, record_bytes: int) -> None:
-        self.folder, self.prefix = folder, prefix
-        self.per_shard = max(1, SHARD_BYTES // record_bytes)
+    def __init__(self, folder: Path, prefix: str, shard_bytes: int) -> None:
+        self.folder, self.prefix, self.shard_bytes = folder, prefix, shard_bytes
         self.names: list[str] = []
-        self.count = 0
-        self._file: BinaryIO | None = None
+        self.count = self.bytes = 0
+        self._in_file = 0  # bytes in the open file
+        self._file: Any = None
 
     def write(self, record: bytes) -> None:
-        if self.count % self.per_shard == 0:
+        import tensorflow as tf
+
+        size = len(record) + RECORD_FRAMING
+        if self._file is not None and self._in_file + size > self.shard_bytes:
             self.close()
-            name = f"{self.prefix}-{len(self.names):03d}.bin"
+        if self._file is None:
+            name = f"{self.prefix}-{len(self.names):05d}{SUFFIX}"
             self.names.append(name)
-            self._file = open(self.folder / name, "wb")  # noqa: SIM115 (closed in close())
-        assert self._file is not None
+            self._file, self._in_file = tf.io.TFRecordWriter(str(self.folder / name)), 0
         self._file.write(record)
+        self._in_file += size
+        self.bytes += size
         self.count += 1
 
     def close(self) -> None:
@@ -91,71 +134,101 @@ class ShardWriter:
             self._file = None
 
 
-def _record_dtype(size: int) -> np.dtype:
-    return np.dtype([("label", "<i4"), ("pixels", np.uint8, (size, size, 3))])
+def decode_pixels(encoded: Any, encoding: str, size: int) -> Any:
+    """The ``(size, size, 3)`` uint8 tensor of one ``image/encoded`` value (a tf string)."""
+    import tensorflow as tf
+
+    if encoding == "raw":
+        image = tf.reshape(tf.io.decode_raw(encoded, tf.uint8), (size, size, 3))
+    elif encoding == "jpeg":
+        image = tf.io.decode_jpeg(encoded, channels=3)
+    else:
+        image = tf.io.decode_png(encoded, channels=3)
+    return tf.ensure_shape(image, (size, size, 3))
 
 
-def _split_parts(folder: str | os.PathLike[str], split: str) -> tuple[int, list[np.memmap]]:
-    """The image size and one memory map of records per shard file of ``split``."""
-    meta = read_meta(folder)
-    dtype = _record_dtype(meta.image_size)
-    return meta.image_size, [np.memmap(Path(folder) / name, dtype=dtype, mode="r")
-                             for name in meta.splits.get(split, [])]
+def parse_record(record: Any, meta: ShardsMeta) -> tuple[Any, Any]:
+    """``(image (S, S, 3) uint8, label () int32)`` tensors of one serialized record."""
+    import tensorflow as tf
+
+    parsed = tf.io.parse_single_example(record, {
+        ENCODED: tf.io.FixedLenFeature([], tf.string),
+        LABEL: tf.io.FixedLenFeature([], tf.int64)})
+    image = decode_pixels(parsed[ENCODED], meta.encoding, meta.image_size)
+    return image, tf.cast(parsed[LABEL], tf.int32)
+
+
+def record_spans(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """``(offset, length)`` of each record's data in the TFRecord file ``path``, read from
+    the length headers alone (seeking past the data)."""
+    spans = []
+    with open(path, "rb") as f:
+        end, offset = os.fstat(f.fileno()).st_size, 0
+        while offset < end:
+            header = os.pread(f.fileno(), 8, offset)
+            if len(header) < 8:
+                raise UserError(f"{path}: truncated TFRecord file; rerun the split stage")
+            (length,) = struct.unpack("<Q", header)
+            spans.append((offset + 12, length))
+            offset += RECORD_FRAMING + length
+        if offset != end:
+            raise UserError(f"{path}: truncated TFRecord file; rerun the split stage")
+    return spans
 
 
 class SplitImages:
     """``images[i]``: the ``(S, S, 3)`` uint8 image of record ``i`` of a split, across its
-    shards, read on demand; ``labels`` are the ``(N,)`` int32 labels.
+    shards, read and decoded on demand (as training decodes it); ``labels`` are the
+    ``(N,)`` int32 labels.
 
-    Records are read with ``pread``, not memory-mapped: reading every label through a
-    map faults in (and reads ahead) pages all over the shards, and those pages count in
-    the process's memory, which would then grow with the split. The gallery, the data
-    report and the W&B table each look at a few images only.
+    Records are found from the files' length headers and read with ``pread``: the
+    gallery, the data report and the W&B table each look at a few images only.
     """
 
     def __init__(self, folder: str | os.PathLike[str], split: str) -> None:
-        meta = read_meta(folder)
-        self._size, self._record = meta.image_size, meta.record_bytes
-        self._files = [Path(folder) / name for name in meta.splits.get(split, [])]
-        counts = [f.stat().st_size // self._record for f in self._files]
-        self._starts = np.cumsum([0, *counts])
+        self._meta = read_meta(folder)
+        self._spans = [(path, offset, length) for path in self._meta.files(folder, split)
+                       for offset, length in record_spans(path)]
 
     def __len__(self) -> int:
-        return int(self._starts[-1])
+        return len(self._spans)
 
-    def _locate(self, i: int) -> tuple[Path, int]:
-        part = int(np.searchsorted(self._starts, i, side="right")) - 1
-        return self._files[part], (i - int(self._starts[part])) * self._record
+    def _record(self, i: int) -> bytes:
+        path, offset, length = self._spans[i]
+        with open(path, "rb") as f:
+            return os.pread(f.fileno(), length, offset)
 
     def __getitem__(self, i: int) -> np.ndarray:
         if not -len(self) <= i < len(self):
             raise IndexError(f"record {i} of {len(self)}")
-        path, offset = self._locate(i % len(self))
-        with open(path, "rb") as f:
-            raw = os.pread(f.fileno(), self._record - LABEL_BYTES, offset + LABEL_BYTES)
-        return np.frombuffer(raw, np.uint8).reshape(self._size, self._size, 3).copy()
+        image, _ = parse_record(self._record(i % len(self)), self._meta)
+        return image.numpy()
 
     @cached_property
     def labels(self) -> np.ndarray:  # read once, on first use
+        import tensorflow as tf
+
         out = np.empty(len(self), np.int32)
-        for part, path in enumerate(self._files):
-            start, stop = int(self._starts[part]), int(self._starts[part + 1])
-            with open(path, "rb") as f:
-                for i in range(start, stop):
-                    raw = os.pread(f.fileno(), LABEL_BYTES, (i - start) * self._record)
-                    out[i] = np.frombuffer(raw, "<i4")[0]
+        for i in range(len(self)):
+            example = tf.train.Example.FromString(self._record(i))
+            out[i] = example.features.feature[LABEL].int64_list.value[0]
         return out
 
 
 def read_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A whole split as arrays: ``(images (N, S, S, 3) uint8, labels (N,) int32)``.
+    """A whole split decoded into memory: ``(images (N, S, S, 3) uint8, labels (N,) int32)``.
 
-    Memory-mapped when the split is one shard; several shards are copied into memory,
-    so this is for inspection and tests. Stages use ``SplitImages`` (a few images) or
+    For inspection and tests; stages use ``SplitImages`` (a few images) or
     ``imgclf.training.dataset`` (streaming) instead.
     """
-    size, parts = _split_parts(folder, split)
-    if not parts:
+    import tensorflow as tf
+
+    meta = read_meta(folder)
+    size, files = meta.image_size, meta.files(folder, split)
+    if not files:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int32)
-    records = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return records["pixels"], records["label"].astype(np.int32)
+    ds = tf.data.TFRecordDataset(files).map(lambda r: parse_record(r, meta))
+    pairs = [(x.numpy(), y.numpy()) for x, y in ds]
+    if not pairs:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int32)
+    return np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs], np.int32)

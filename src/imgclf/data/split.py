@@ -1,7 +1,9 @@
-"""The split stage: data/raw -> data/prepared (shards, manifest.csv, report.json, meta.json).
+"""The split stage: data/raw -> data/prepared (TFRecord shards, manifest.csv, report.json,
+meta.json).
 
-Every image is decoded once, in parallel, and streamed to disk; the split itself only
-needs labels and hashes, so memory does not grow with the dataset.
+Every image is decoded, resized and re-encoded (``split.encoding``) once, in parallel,
+and streamed to disk; the split itself only needs labels and hashes, so memory does not
+grow with the dataset.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from imgclf.data.presplit import (
     keep_given_splits,
 )
 from imgclf.data.report import set_aside_warnings, split_report
-from imgclf.data.shards import ShardsMeta, ShardWriter, encode_record
+from imgclf.data.shards import ShardsMeta, ShardWriter, encode_example
 from imgclf.data.splitting import (
     SPLITS,
     duplicate_groups,
@@ -123,9 +125,10 @@ def scan_given(raw: Path, layout: dict[str, str]) -> tuple[Scan, np.ndarray]:
     return Scan(class_names, files, skipped), given_split_ids([f for f, _ in files], layout)
 
 
-def _decoded(paths: list[str], size: int, folder: Path) -> Iterator[Decoded | str]:
+def _decoded(paths: list[str], size: int, folder: Path, encoding: str,
+             quality: int) -> Iterator[Decoded | str]:
     """Yield ``decode_file`` results in input order, on all cores when it pays off."""
-    jobs = [(p, size, str(folder)) for p in paths]
+    jobs = [(p, size, str(folder), encoding, quality) for p in paths]
     if len(jobs) < PARALLEL_MIN_FILES:
         try:
             yield from map(decode_file, jobs)
@@ -160,11 +163,12 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
     fractions = (split.train, split.val, split.test)
 
     with fsutil.atomic_dir(out) as tmp:
-        # Pass 1: decode each file once; workers write the pixels to scratch files.
+        # Pass 1: decode each file once; workers write the encoded pixels to scratch files.
         kept: list[int] = []  # index into found.files of each usable image
         decoded: list[Decoded] = []
         skipped = list(found.skipped)
-        results = _decoded([str(raw / f) for f, _ in found.files], size, tmp)
+        results = _decoded([str(raw / f) for f, _ in found.files], size, tmp,
+                           split.encoding, split.quality)
         bar = tqdm(results, total=len(found.files), desc="split: decoding", unit="img",
                    mininterval=0.5)
         for i, result in enumerate(bar):
@@ -185,7 +189,8 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         mixed = label_conflicts(labels, groups)  # the same picture in two classes
         conflict = _cross_class(split, mixed, groups, paths, skipped)
         class_names, labels = _drop_empty_classes(found.class_names, labels, ~conflict, skipped)
-        meta = ShardsMeta(size, class_names)
+        meta = ShardsMeta(size, class_names, split.encoding,
+                          split.quality if split.encoding == "jpeg" else None)
         split_of = np.full(len(kept), -1, dtype=np.int64)
         usable = np.flatnonzero(~conflict)
         if given is None:
@@ -196,25 +201,28 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
                                                  groups[usable], split.val, split.seed,
                                                  class_names)
 
-        # Pass 2: copy the pixels into per-split shards, each split in its own seeded
-        # order so that streaming readers see the classes mixed. pread, not a memory
-        # map: mapped pages would count in this process's memory and grow with the data.
+        # Pass 2: copy the encoded images into per-split TFRecord shards, each split in
+        # its own seeded order so that streaming readers see the classes mixed. pread,
+        # not a memory map: mapped pages would count in this process's memory and grow
+        # with the data.
         scratch = {name: os.open(tmp / name, os.O_RDONLY)
                    for name in sorted({d.scratch for d in decoded})}
-        pixel_bytes = size * size * 3
+        shard_bytes = int(split.shard_mb * 1024 * 1024)
         rng = np.random.default_rng(split.seed)
         rows = []
         try:
             for s, name in enumerate(SPLITS):
-                writer = ShardWriter(tmp, name, meta.record_bytes)
+                writer = ShardWriter(tmp, name, shard_bytes)
                 for j in rng.permutation(np.flatnonzero(split_of == s)):
                     d = decoded[j]
-                    pixels = os.pread(scratch[d.scratch], pixel_bytes, d.offset)
-                    writer.write(encode_record(labels[j], np.frombuffer(pixels, np.uint8)))
+                    encoded = os.pread(scratch[d.scratch], d.length, d.offset)
+                    writer.write(encode_example(int(labels[j]), class_names[labels[j]], encoded,
+                                                split.encoding, size, d.sha256, paths[j]))
                     rows.append({"path": paths[j], "label": class_names[labels[j]],
                                  "split": name, "sha256": d.sha256})
                 writer.close()
                 meta.splits[name], meta.counts[name] = writer.names, writer.count
+                meta.sizes[name] = writer.bytes
         finally:
             for fd in scratch.values():
                 os.close(fd)

@@ -1,21 +1,22 @@
-"""Stream a split's shards into batches with tf.data (no JPEG decoding, bounded memory)."""
+"""Stream a split's TFRecord shards into batches with tf.data: parallel interleaved reads,
+images decoded in a parallel map, bounded memory."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from imgclf.data.shards import LABEL_BYTES, ShardsMeta
+from imgclf.data.shards import ShardsMeta, parse_record
 
 SHUFFLE_BYTES = 128 * 1024 * 1024  # memory the shuffle buffer may use, whatever the dataset size
+READ_BUFFER = 1 << 20  # bytes each open shard file reads ahead
 
 
 def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, batch_size: int,
                  *, shuffle: bool = False, seed: int = 0, one_hot: bool = False,
-                 mixup: float = 0.0) -> tf.data.Dataset:
+                 mixup: float = 0.0, workers: int = 1) -> tf.data.Dataset:
     """Batches of ``(images (B, S, S, 3) float32 in 0..255, labels)`` from ``split``.
 
     Labels are ``(B,)`` int32, or ``(B, C)`` float32 one-hot when ``one_hot`` (for
@@ -25,38 +26,46 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     With ``mixup`` (needs ``one_hot``) each image is blended with another of its batch,
     and its label likewise, by a weight drawn from Beta(mixup, mixup) (Zhang et al.
     2018): for training only. It lives here, not in the model, because it changes the
-    labels too.
+    labels too. ``workers`` is the number of multi-worker training processes reading it
+    (see the end of this function).
     """
     if mixup and not one_hot:
         raise ValueError("mixup needs one-hot labels")  # params validation prevents this
-    files = [str(Path(folder) / name) for name in meta.splits.get(split, [])]
+    files = meta.files(folder, split)
     if not files:
         raise ValueError(f"split {split!r} has no shards in {folder}")
-    size, n_classes = meta.image_size, len(meta.class_names)
+    n_classes, count = len(meta.class_names), meta.counts[split]
 
-    def parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        raw = tf.io.decode_raw(record, tf.uint8)
-        label = tf.bitcast(raw[:LABEL_BYTES], tf.int32)  # little-endian int32, as written
-        image = tf.reshape(raw[LABEL_BYTES:], (size, size, 3))
-        return image, label
-
+    # Training under multi_worker with a shard file for every worker: each worker reads
+    # only its own files (auto-sharding by file), so reading scales with the workers.
+    by_file = shuffle and 1 < workers <= len(files)
+    steps = -(-count // batch_size)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     # Unshuffled, shards are read one after another, so batches come in exactly the
     # records' order (read_split's order): evaluation can match images to predictions.
     ds = ds.interleave(
-        lambda f: tf.data.FixedLengthRecordDataset(f, meta.record_bytes, buffer_size=1 << 20),
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER),
         cycle_length=min(len(files), 4) if shuffle else 1,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if shuffle:
-        buffer = max(64, min(meta.counts.get(split, 0), SHUFFLE_BYTES // meta.record_bytes))
+    if by_file:
+        # Workers' files hold different numbers of records, but every worker must take
+        # each global step: each reads its files round and round, and an epoch ends
+        # after `steps` global batches (Keras reads the count below, not the data).
+        # After the reads: tf.distribute gives each worker its files from the file list
+        # above, which must stay one list (not a repeated one) for the shares to part.
+        ds = ds.repeat()
+    if shuffle:  # of the encoded records: ~16 KB a JPEG at 224 px, not 150 KB of pixels
+        record_bytes = max(1, meta.sizes.get(split, 0) // max(count, 1))
+        buffer = max(64, min(count, SHUFFLE_BYTES // record_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda r: parse_record(r, meta), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
     ds = ds.batch(batch_size)
     # The record count is known from meta.json; telling tf.data lets Keras size its
     # progress bar and not warn that the input "ran out of data" at each epoch's end.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-meta.counts[split] // batch_size)))
+    ds = ds.take(steps) if by_file else ds.apply(tf.data.experimental.assert_cardinality(steps))
 
     def finish(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         images = tf.cast(images, tf.float32)
@@ -72,13 +81,13 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
 
         # One call at a time: the layer's random draws then come in a fixed order.
         ds = ds.map(blend, num_parallel_calls=None)
-    # Under train.strategy multi_worker each worker keeps its share of every global
-    # batch. TensorFlow's default shards by file, which fails with fewer shard files
-    # than workers (a split may have only one); by element it works for any count.
-    # Every worker runs the same code with the same seed, so all draw the same order
-    # and the shares never overlap.
+    # Otherwise (fewer shard files than workers, or validation, which must see each
+    # record once) each worker keeps its share of every global batch: by element works
+    # for any file count. Every worker runs the same code with the same seed, so all
+    # draw the same order and the shares never overlap.
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
     # No autotuning: the pipeline is cheap (about 0.25 s an epoch of 2,100 images at
     # 128 px), and under Keras' fit tf.data's autotuner stalled about one epoch in four
     # for ~10 s on 2 cores (measured with TF 2.21). AUTOTUNE parallelism then means

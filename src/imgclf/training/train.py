@@ -92,7 +92,8 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     configure_runtime(train)
     one_hot = uses_one_hot(train)
     train_ds = make_dataset(data, meta, "train", train.batch_size, shuffle=True,
-                            seed=train.seed, one_hot=one_hot, mixup=train.augment.mixup)
+                            seed=train.seed, one_hot=one_hot, mixup=train.augment.mixup,
+                            workers=task.count)
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
 
     weighting = None

@@ -1,4 +1,4 @@
-# The imgclf pipeline in a container (see README, "Docker").
+# The imgclf pipeline in a container (see docs/docker.md).
 #   docker compose run --rm app                        # dvc repro (the default command)
 #   docker compose run --rm app imgclf --help          # or any imgclf / dvc command
 # A GPU image: docker build --build-arg TF_EXTRA=and-cuda -t imgclf:gpu .

@@ -59,9 +59,15 @@ def test_augmentation_only_in_training() -> None:
     aug = augmentation(AugmentParams(flip=True, rotation=0.1, zoom=0.1, contrast=0.2), seed=0)
     assert len(aug) == 4
     model = build_layer_list([{"type": "flatten"}], 8, 2, aug)
-    x = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(model(x, training=False)),
                                   np.asarray(model(x, training=False)))
+    # The layers themselves: the identity in inference, a changed image in training.
+    stack = keras.Sequential(aug)
+    np.testing.assert_allclose(np.asarray(stack(x, training=False)), x, atol=1e-4)
+    trained = np.asarray(stack(x, training=True))
+    assert trained.shape == x.shape
+    assert np.abs(trained - x).mean() > 1.0
     assert augmentation(AugmentParams(flip=False), seed=0) == []
 
 

@@ -8,12 +8,16 @@ distinct (the split stage groups duplicates).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -88,6 +92,44 @@ def write_image_folder(root: Path, classes: list[str], per_class: int, size: int
             pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"{name}_{i:03d}.png")
     return root
+
+
+# What a pipeline repo needs of this one: the pipeline, its ignores, the pins stages
+# depend on, and the code.
+PIPELINE_FILES = ("dvc.yaml", ".gitignore", ".dvcignore", "requirements.lock",
+                  "requirements-dev.lock")
+
+
+def git_env() -> dict[str, str]:
+    """The environment for git and dvc in a throw-away repo: the venv first on PATH."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+            "DVC_NO_ANALYTICS": "1"}
+
+
+def make_pipeline_repo(repo: Path, images: Path, params: dict) -> Path:
+    """A committed git + DVC repo at ``repo`` with this project's pipeline and code, its
+    params.yaml the repo's own with ``params`` laid over it, pointed at ``images``."""
+    from imgclf.params import merge
+
+    repo.mkdir(parents=True)
+    for name in PIPELINE_FILES:
+        shutil.copy(REPO / name, repo / name)
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    merged = merge(yaml.safe_load((REPO / "params.yaml").read_text()), params)
+    merged["data"]["source"] = str(images)
+    (repo / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    for cmd in (["git", "init", "-q", "-b", "main"], [sys.executable, "-m", "dvc", "init", "-q"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "pipeline"]):
+        subprocess.run(cmd, cwd=repo, env=git_env(), check=True, capture_output=True)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo() -> Callable[[Path, Path, dict], Path]:
+    """The ``make_pipeline_repo`` builder."""
+    return make_pipeline_repo
 
 
 @pytest.fixture(scope="session")

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
-
-from imgclf.params import merge
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [f"class_{k:02d}" for k in range(30)]
@@ -32,28 +28,16 @@ PARAMS = {
 
 
 @pytest.mark.slow
-def test_dvc_repro_on_thirty_classes(tmp_path: Path, image_folder: Callable[..., Path]) -> None:
+def test_dvc_repro_on_thirty_classes(tmp_path: Path, image_folder: Callable[..., Path],
+                                     pipeline_repo: Callable[..., Path]) -> None:
     images = image_folder(tmp_path / "images", CLASSES, per_class=6, size=16)
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "requirements.lock"):
-        if (REPO / name).exists():
-            shutil.copy(REPO / name, repo / name)
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), PARAMS)
-    params["data"]["source"] = str(images)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-           "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline",
-           "WANDB_DIR": str(tmp_path / "wandb")}
+    repo = pipeline_repo(tmp_path / "repo", images, PARAMS)
     (tmp_path / "wandb").mkdir()
-    for cmd in (["git", "init", "-q", "-b", "main"], [sys.executable, "-m", "dvc", "init", "-q"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "pipeline"],
-                [sys.executable, "-m", "dvc", "repro"]):
-        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb")}
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"dvc repro failed:\n{proc.stdout}\n{proc.stderr}"
 
     test = json.loads((repo / "metrics/eval.json").read_text())["test"]
     split = json.loads((repo / "data/prepared/report.json").read_text())["counts"]["test"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -69,24 +68,12 @@ def assert_nothing_else_ran(dvc_output: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[..., Path]) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[..., Path],
+            pipeline_repo: Callable[..., Path]) -> Path:
     """A git + DVC repo with this project's pipeline, pointed at generated images."""
     root = tmp_path_factory.mktemp("e2e")
     images = image_folder(root / "images", ["cat", "dog", "eel"], per_class=20)
-    repo = root / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "requirements.lock",
-                 "requirements-dev.lock"):
-        if (REPO / name).exists():
-            shutil.copy(REPO / name, repo / name)
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_PARAMS)
-    params["data"]["source"] = str(images)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(repo, "git", "init", "-q", "-b", "main")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "pipeline")
+    repo = pipeline_repo(root / "repo", images, TINY_PARAMS)
     return repo
 
 

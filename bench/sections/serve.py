@@ -127,7 +127,7 @@ def direct_calls(model_path: Path, photos: Sequence[bytes], size: int,
     import numpy as np
 
     from imgclf.data.images import decode_image
-    from imgclf.inference.tta import predict_batch
+    from imgclf.inference.batch import predict_batch
     from imgclf.models.saving import load_model
 
     model, _ = load_model(model_path)

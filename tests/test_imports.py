@@ -197,7 +197,7 @@ def test_the_runtime_lock_is_a_dep_of_the_stages_that_compute(name: str) -> None
 def test_the_closure_follows_function_level_imports() -> None:
     """The test's own machinery: evaluate imports the flip averaging inside the package."""
     found = stage_closure(stages()["evaluate"])
-    assert "imgclf.inference.tta" in found
+    assert "imgclf.inference.batch" in found
     assert "imgclf.inference.predict" in found  # imported inside evaluate.run_folder
     # The stages hand their results to the tracker, which imports no stage code.
     assert "imgclf.tracking.wandb_run" not in closure({"imgclf.evaluation.evaluate"}, ())

@@ -144,7 +144,7 @@ def stale(project: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(("path", "expected"), [
-    ("src/imgclf/inference/tta.py", {"evaluate"}),  # the flip averaging behind every metric
+    ("src/imgclf/inference/batch.py", {"evaluate"}),  # the flip averaging behind every metric
     ("src/imgclf/data/shards.py", {"split", "train", "evaluate", "export"}),
     ("src/imgclf/tracking/wandb_run.py", set()),  # the W&B side channel: no output changes
     ("src/imgclf/cli.py", set()),  # the CLI's wiring and help

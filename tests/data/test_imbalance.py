@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.data.report import IMBALANCE_WARN_RATIO, class_imbalance
+from imgclf.data.split_report import IMBALANCE_WARN_RATIO, class_imbalance
 
 
 def test_even_enough_classes_get_no_warning() -> None:

@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 import imgclf.data.split as split_stage
-from imgclf.data.images import load_image
 from imgclf.data.decoding import encode_pixels
+from imgclf.data.images import load_image
 from imgclf.data.shards import decode_pixels, read_meta, read_split
-from imgclf.data.splitting import SPLITS, target_counts
+from imgclf.data.stratify import SPLITS, target_counts
 from imgclf.errors import UserError
 from imgclf.params import DataParams, SplitParams
 
@@ -542,8 +542,8 @@ def scan_like(seed: int, size: int = 96) -> Image.Image:
 
 
 def test_look_alike_scans_lose_nothing_and_form_no_group(tmp_path: Path) -> None:
+    from imgclf.data.duplicates import NEAR_DUPLICATE_BITS, candidate_pairs
     from imgclf.data.images import dhash
-    from imgclf.data.splitting import NEAR_DUPLICATE_BITS, candidate_pairs
 
     raw = tmp_path / "raw"
     names = ["glioma", "meningioma", "pituitary", "none"]
@@ -688,7 +688,7 @@ def test_animals_groups_and_split_are_those_of_the_photos(tmp_path: Path,
                                                           real_photos: Path) -> None:
     """At the default params: the 6 pairs above and nothing else, and the split that
     dealing these groups gives (the split the animals have always had)."""
-    from imgclf.data.splitting import stratified_group_split
+    from imgclf.data.stratify import stratified_group_split
     from imgclf.params import Params
 
     p = Params()

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from imgclf.evaluation.gallery import (
+from imgclf.evaluation.figures import (
     LABEL_CHARS,
     confusion_figure,
     save_png,

@@ -19,7 +19,7 @@ from PIL import Image
 from imgclf.data.images import ImageError, decode_image_details
 
 # Side of the grayscale thumbnail that confirms a near-duplicate pair (see
-# imgclf.data.splitting.duplicate_groups): 4x the detail of the 8x9 dHash, and only
+# imgclf.data.duplicates.duplicate_groups): 4x the detail of the 8x9 dHash, and only
 # 256 bytes an image to keep until the split is done.
 THUMB_SIDE = 16
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import sys
 import tempfile
 import urllib.error
@@ -35,12 +34,12 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tqdm import tqdm
-
 from imgclf import env
 from imgclf.data.archive import extract
-from imgclf.data.checksums import Manifest, read_manifest, verify_folder
-from imgclf.data.layout import given_splits, split_class_files
+from imgclf.data.checksums import read_manifest
+from imgclf.data.copying import copy_classes, copy_split_classes, copy_verified, find_class_root
+from imgclf.data.kaggle import kaggle_credentials, kaggle_url
+from imgclf.data.layout import given_splits
 from imgclf.data.sources import (
     KaggleSource,
     LocalSource,
@@ -48,16 +47,12 @@ from imgclf.data.sources import (
     UrlSource,
     parse_source,
 )
-from imgclf.data.layout import has_image_suffix, is_hidden
 from imgclf.errors import UserError
 from imgclf.fetch import USER_AGENT, fetch_url, host_of, http_timeout
 from imgclf.fsutil import atomic_dir
 from imgclf.params import DEFAULT_SOURCE, DataParams
 
 MIRROR_ENV = "IMGCLF_DATA_MIRROR"
-KAGGLE_URL_ENV = "IMGCLF_KAGGLE_URL"
-DEFAULT_KAGGLE_URL = "https://www.kaggle.com/api/v1/datasets/download"
-_BAR = {"mininterval": 0.5, "file": sys.stderr, "leave": False}
 
 
 @dataclass(frozen=True)
@@ -146,17 +141,6 @@ def _obtain(source: Source, known: bool, work: Path, timeout: float) -> tuple[Pa
 # --- network ---------------------------------------------------------------------------
 
 
-def kaggle_credentials(environ: Mapping[str, str], dotenv: Path) -> tuple[str, str] | None:
-    """(username, key) from the environment or, for each variable not set there, ``dotenv``."""
-    user = env.lookup("KAGGLE_USERNAME", environ, dotenv)
-    key = env.lookup("KAGGLE_KEY", environ, dotenv)
-    if bool(user) != bool(key):
-        missing = "KAGGLE_KEY" if user else "KAGGLE_USERNAME"
-        raise UserError(f"{missing} is not set but its partner is (environment or .env); "
-                        "set both KAGGLE_USERNAME and KAGGLE_KEY, or neither")
-    return (user, key) if user and key else None
-
-
 def _shown(source: Source) -> str:
     """The source as it may be printed: a URL loses any user:password part."""
     if isinstance(source, UrlSource):
@@ -169,8 +153,7 @@ def _fetch(source: Source, dest: Path, known: bool, timeout: float) -> None:
     """Download the archive of a Kaggle or URL source to ``dest``, with a progress bar."""
     creds = None
     if isinstance(source, KaggleSource):
-        base = env.get(KAGGLE_URL_ENV) or DEFAULT_KAGGLE_URL
-        url = f"{base.rstrip('/')}/{source.owner}/{source.name}"
+        url = kaggle_url(source)
         creds = kaggle_credentials(os.environ, Path(".env"))
     else:
         url = source.key
@@ -208,83 +191,3 @@ def _http_error(code: int, reason: str, source: Source, host: str, sent_creds: b
     if code in (401, 403):
         return UserError(f"{host} refused access (HTTP {code} {reason}); {hint}")
     return UserError(f"{host} answered HTTP {code} {reason}; try again later, or {hint}")
-
-
-# --- layout and copying ----------------------------------------------------------------
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
-
-
-def find_class_root(folder: Path, origin: str) -> Path:
-    """The folder that holds the class sub-folders, below ``folder``.
-
-    Archives often wrap the classes in one top folder (Kaggle's zip has ``Animals/cats``),
-    so descend while a folder has a single sub-folder that itself has sub-folders and
-    no images sit beside it.
-    """
-    current = folder
-    while True:
-        subdirs = _class_dirs(current)
-        has_images = any(has_image_suffix(p.name) for p in _files(current))
-        if len(subdirs) != 1 or has_images or not _class_dirs(subdirs[0]):
-            break
-        current = subdirs[0]
-    if not _class_dirs(current):
-        raise UserError(f"{origin}: no class sub-folders found; the dataset must be a folder "
-                        "of class folders, like cats/*.jpg and dogs/*.jpg")
-    return current
-
-
-def _copy_all(root: Path, names: list[str], dest: Path) -> None:
-    """Copy ``root/<name>`` to ``dest/<name>``: contents only, so read-only sources stay so."""
-    for name in tqdm(names, desc="copying", unit="file", **_BAR):
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / name, target)
-
-
-def _count(names: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in names:
-        cls = name.split("/", 1)[0]
-        counts[cls] = counts.get(cls, 0) + 1
-    return counts
-
-
-def copy_classes(root: Path, dest: Path) -> dict[str, int]:
-    """Copy the files directly inside each class folder of ``root``; files per class."""
-    names = [f"{d.name}/{f.name}" for d in _class_dirs(root) for f in _files(d)]
-    if not names:
-        raise UserError(f"{root}: the class folders hold no files")
-    _copy_all(root, names, dest)
-    return _count(names)
-
-
-def copy_split_classes(root: Path, layout: dict[str, str], dest: Path) -> dict[str, int]:
-    """Copy ``<split>/<class>/<file>`` of a dataset that comes split; files per class."""
-    names = split_class_files(root, layout)
-    if not names:
-        raise UserError(f"{root}: the class folders of {', '.join(layout.values())} hold no files")
-    _copy_all(root, names, dest)
-    return _count([name.split("/", 1)[1] for name in names])
-
-
-def copy_verified(root: Path, manifest: Manifest, dest: Path, origin: str,
-                  fix: str) -> dict[str, int]:
-    """Copy the files ``manifest`` lists and check every copied byte against it.
-
-    The copies are hashed, not the originals, so what lands in ``dest`` is what was checked.
-    """
-    names = sorted(n for n in manifest if (root / n).is_file())
-    _copy_all(root, names, dest)
-    result = verify_folder(dest, manifest)
-    if not result.ok:
-        raise UserError(f"{origin}: {result.describe()}. This is not the pinned dataset: "
-                        f"{fix} (the previous output was kept)")
-    return _count(names)

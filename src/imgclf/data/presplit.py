@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.data.splitting import SPLITS, stratified_group_split
+from imgclf.data.stratify import SPLITS, stratified_group_split
 from imgclf.errors import UserError
 
 def given_split_ids(paths: Sequence[str], layout: dict[str, str]) -> np.ndarray:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
+from imgclf.data.duplicates import duplicate_groups, label_conflicts
 from imgclf.data.layout import IMAGE_SUFFIXES, given_splits, has_image_suffix
 from imgclf.data.presplit import (
     describe,
@@ -30,14 +31,9 @@ from imgclf.data.presplit import (
     given_split_ids,
     keep_given_splits,
 )
-from imgclf.data.report import set_aside_warnings, split_report
 from imgclf.data.shards import ShardsMeta, ShardWriter, encode_example
-from imgclf.data.splitting import (
-    SPLITS,
-    duplicate_groups,
-    label_conflicts,
-    stratified_group_split,
-)
+from imgclf.data.split_report import set_aside_warnings, split_report
+from imgclf.data.stratify import SPLITS, stratified_group_split
 from imgclf.errors import UserError
 from imgclf.params import DataParams, SplitParams
 
@@ -156,7 +152,7 @@ def _decoded(paths: list[str], size: int, folder: Path, encoding: str,
 def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         out: str | os.PathLike[str], report_dir: str | os.PathLike[str] | None = None) -> None:
     """Split ``raw`` into ``out``; with ``report_dir``, draw the data report's pictures
-    there too (see :mod:`imgclf.data.report_plots`)."""
+    there too (see :mod:`imgclf.data.split_report_plots`)."""
     raw, size = Path(raw), data.image_size
     layout = given_splits(raw) if raw.is_dir() else None  # train/, test/ ...: kept as given
     found, given = scan_given(raw, layout) if layout else (scan(raw), None)
@@ -249,7 +245,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
                 "duplicates_across_splits": duplicates_across_splits(paths, groups, given_kept)}
         fsutil.write_json(tmp / "report.json", report)
         if report_dir is not None:
-            from imgclf.data.report_plots import write_report_plots  # matplotlib: only here
+            from imgclf.data.split_report_plots import write_report_plots  # matplotlib: only here
 
             write_report_plots(report, tmp, rows, report_dir)
     print(f"split: {len(rows)} images of {len(class_names)} classes "

@@ -10,7 +10,7 @@ plots folder gets the test split's error analysis:
 
 ``run_folder`` scores the model the same way on any folder of class sub-folders
 (``imgclf evaluate --data FOLDER``). The computations live in ``metrics``, ``curves``,
-``calibration`` and ``gallery``; this module reads and writes.
+``calibration`` and ``figures``; this module reads and writes.
 
 ``run`` returns what it scored (``Scored``), so ``imgclf evaluate`` can hand it to the
 W&B tracker: this stage imports no tracking code, and a change to W&B logging reruns
@@ -35,15 +35,15 @@ from imgclf.data.shards import ShardsMeta, SplitImages, read_meta
 from imgclf.errors import UserError
 from imgclf.evaluation.calibration import expected_calibration_error, reliability_rows
 from imgclf.evaluation.curves import confusion_rows, pr_points, roc_points
-from imgclf.evaluation.gallery import (
+from imgclf.evaluation.figures import (
     confusion_figure,
     gallery_figure,
     reliability_figure,
     save_png,
 )
 from imgclf.evaluation.metrics import classification_metrics, worst_mistakes
+from imgclf.inference.batch import predict_batch
 from imgclf.inference.runtimes import load_runtime, read_runtime_info
-from imgclf.inference.tta import predict_batch
 from imgclf.params import EvaluateParams, Tta
 from imgclf.training.dataset import make_dataset
 

@@ -29,7 +29,7 @@ from imgclf import fsutil
 from imgclf.data.images import ImageError, load_image
 from imgclf.data.layout import IMAGE_SUFFIXES, has_image_suffix, is_hidden
 from imgclf.errors import UserError
-from imgclf.inference.tta import predict_batch
+from imgclf.inference.batch import predict_batch
 from imgclf.params import Tta
 
 TOP_K = 3

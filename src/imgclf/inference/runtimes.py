@@ -3,7 +3,7 @@
 :func:`load_runtime` returns a :class:`Runtime` whatever the format: the class names and
 image size the model was trained with, and ``predict_on_batch(images) -> probs``, so
 predict, evaluate, the export stage (and a server) score every format through the
-same code (``imgclf.inference.tta.predict_batch`` calls ``predict_on_batch``).
+same code (``imgclf.inference.batch.predict_batch`` calls ``predict_on_batch``).
 
 Each format carries its :class:`~imgclf.models.info.ModelInfo` (written by
 ``imgclf export``):

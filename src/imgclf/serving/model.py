@@ -31,8 +31,8 @@ def load_predictor(path: str | os.PathLike[str], tta: Tta = "none",
                    allow_unsafe: bool = False) -> Predictor:
     """The model at ``path`` (``.keras``, ``.tflite``, ``.onnx`` or a SavedModel folder) as
     a :class:`Predictor`; ``UserError`` if unusable."""
+    from imgclf.inference.batch import predict_batch
     from imgclf.inference.runtimes import load_runtime  # TensorFlow: only when loaded
-    from imgclf.inference.tta import predict_batch
 
     model = load_runtime(path, allow_unsafe=allow_unsafe)
     info = model.info

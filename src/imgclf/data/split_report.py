@@ -3,7 +3,7 @@
 ``split_report`` builds ``data/prepared/report.json``: images per class and split,
 the skipped files with their reasons, the groups of duplicates, and the sizes of the
 original files (before resizing) with their aspect ratios. The pictures drawn from it
-are made by :mod:`imgclf.data.report_plots`.
+are made by :mod:`imgclf.data.split_report_plots`.
 """
 
 from __future__ import annotations

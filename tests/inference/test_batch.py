@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imgclf import cli
-from imgclf.inference.tta import TTA_MODES, predict_batch
+from imgclf.inference.batch import TTA_MODES, predict_batch
 from imgclf.models.saving import ModelInfo, save_model
 
 

@@ -1,4 +1,4 @@
-"""Tests of the split stage's data report (imgclf.data.report)."""
+"""Tests of the split stage's data report (imgclf.data.split_report)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from PIL import Image
 from imgclf.data import split
 from imgclf.data.decoding import encode_pixels
 from imgclf.data.images import load_image
-from imgclf.data.report import (
+from imgclf.data.shards import decode_pixels, read_meta
+from imgclf.data.split_report import (
     LARGEST_GROUPS,
     WARN_FRACTION,
     largest_groups,
     set_aside_warnings,
     split_report,
 )
-from imgclf.data.report_plots import class_balance_figure, image_sizes_figure, sample_images
-from imgclf.data.shards import decode_pixels, read_meta
+from imgclf.data.split_report_plots import class_balance_figure, image_sizes_figure, sample_images
 from imgclf.params import DataParams, SplitParams
 
 

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from imgclf.evaluation.gallery import (
+from imgclf.evaluation.figures import (
     confusion_figure,
     gallery_figure,
     reliability_figure,

@@ -176,7 +176,7 @@ def test_truncated_shard_is_a_clear_error(tmp_path: Path) -> None:
     write_split(tmp_path, "test", images(2), [0, 0], meta)
     path = tmp_path / meta.splits["test"][0]
     path.write_bytes(path.read_bytes()[:-7])
-    with pytest.raises(UserError, match="truncated.*split stage"):
+    with pytest.raises(UserError, match=r"truncated.*split stage"):
         SplitImages(tmp_path, "test")
 
 

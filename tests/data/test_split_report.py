@@ -290,6 +290,6 @@ def test_set_aside_warnings_name_class_count_and_reasons() -> None:
         "class 'dog': 4 of 51 files (8%) set aside: 3 the same image is in another class, "
         "1 hidden",
     ]
-    more = skipped + [{"path": "cat/2.jpg", "reason": "empty file"}]
+    more = [*skipped, {"path": "cat/2.jpg", "reason": "empty file"}]
     assert "class 'cat': 3 of 100 files (3%) set aside: 2 cannot decode, 1 empty file" in (
         set_aside_warnings(["cat", "dog"], files, more))

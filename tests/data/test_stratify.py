@@ -143,7 +143,7 @@ def test_a_large_duplicate_group_stays_together() -> None:
 def test_a_group_spanning_classes_goes_to_one_split() -> None:
     """split.cross_class_duplicates: keep; the group is dealt with its first member's class."""
     labels = np.array([0] * 10 + [1] * 10 + [0, 1, 1])
-    groups = np.array(list(range(20)) + [20, 20, 20])
+    groups = np.array([*range(20), 20, 20, 20])
     for seed in range(10):
         split = stratified_group_split(labels, groups, FRACTIONS, seed, ["a", "b"])
         assert len(set(split[20:].tolist())) == 1

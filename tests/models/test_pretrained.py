@@ -1,5 +1,4 @@
 import hashlib
-import os
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -9,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgclf.errors import UserError
-from imgclf.models import pretrained
-from imgclf.models import weights
+from imgclf.models import pretrained, weights
 from imgclf.models.weights import NO_WEIGHTS, PINNED, PinnedWeights, weights_path
 from imgclf.params import BACKBONES, ModelParams
 

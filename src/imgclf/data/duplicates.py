@@ -14,7 +14,7 @@ import numpy as np
 # then their small grayscale thumbnails are confirmed alike (``thumb_distance`` at most
 # ``split.near_duplicates``). dHash alone chains images that share a layout (scans,
 # X-rays, documents) into groups of thousands. 6 bits finds ~83% of 3-5% crops (3 bits:
-# ~35%) and stays near-linear: 100,000 hashes take ~2 s (README, "Duplicates").
+# ~35%) and stays near-linear: 100,000 hashes take ~2 s (docs/error-analysis.md, "Duplicates").
 NEAR_DUPLICATE_BITS = 6
 SMALL_BUCKET = 32  # buckets up to this size are compared all at once, by shifts
 BLOCK_ROWS = 512  # rows of a larger bucket compared at once

@@ -11,12 +11,11 @@ images are the test split, val is its val folder or is carved from its train fol
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from imgclf.data.stratify import SPLITS, stratified_group_split
-from imgclf.errors import UserError
+
 
 def given_split_ids(paths: Sequence[str], layout: dict[str, str]) -> np.ndarray:
     """``(N,)`` index into ``SPLITS`` of the split folder each relative path lies in."""

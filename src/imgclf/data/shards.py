@@ -3,7 +3,7 @@
 Each record holds one resized image, *encoded* (JPEG, PNG or raw pixels, by
 ``split.encoding``), and its label, under the conventional feature names (``FEATURES``);
 any TensorFlow program reads them with ``tf.data.TFRecordDataset`` and
-``tf.io.parse_single_example``, no imgclf code needed (README: "Prepared data").
+``tf.io.parse_single_example``, no imgclf code needed (docs/pipeline.md, "Prepared data").
 ``meta.json`` beside the shards lists each split's files, record counts, class names
 and the encoding. Shards close at ``split.shard_mb``, so a large dataset gets many
 files, which multi-worker training divides among the workers.

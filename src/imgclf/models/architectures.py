@@ -60,7 +60,8 @@ def _compact(model: ModelParams, image_size: int, n_classes: int,
         x = layers.Add()([x, _conv_bn(_conv_bn(x, filters), filters)])
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(model.dropout)(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities",
+                           dtype="float32")(x)
     return keras.Model(inputs, outputs, name="imgclf")
 
 
@@ -190,7 +191,8 @@ def _backbone_model(model: ModelParams, image_size: int, n_classes: int,
     # so fine-tuning does not wreck the pretrained statistics (Keras' transfer guide).
     x = base(x, training=False) if weights else base(x)
     x = layers.Dropout(model.dropout)(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities",
+                           dtype="float32")(x)
     return keras.Model(inputs, outputs, name="imgclf")
 
 

@@ -9,12 +9,10 @@ official URL, and must match the hash Keras pins for it either way (the table is
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
 from imgclf import env
@@ -23,6 +21,7 @@ from imgclf.fetch import fetch_url
 from imgclf.fsutil import atomic_dir, file_digest
 from imgclf.models.weights import NO_WEIGHTS, pinned_for
 from imgclf.params import ModelParams
+
 
 def keras_cache() -> Path:
     """Keras' cache of downloaded weights: ``$KERAS_HOME/models`` (default ~/.keras)."""

@@ -10,19 +10,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from imgclf.data.checksums import Manifest, verify_folder
-from imgclf.data.layout import has_image_suffix, is_hidden, split_class_files
+from imgclf.data.layout import class_dirs, has_image_suffix, split_class_files, visible_files
 from imgclf.errors import UserError
 
 # Progress bars of the copies: on stderr, not redrawn more than twice a second.
 _BAR = {"mininterval": 0.5, "file": sys.stderr, "leave": False}
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
 
 
 def find_class_root(folder: Path, origin: str) -> Path:
@@ -34,12 +26,12 @@ def find_class_root(folder: Path, origin: str) -> Path:
     """
     current = folder
     while True:
-        subdirs = _class_dirs(current)
-        has_images = any(has_image_suffix(p.name) for p in _files(current))
-        if len(subdirs) != 1 or has_images or not _class_dirs(subdirs[0]):
+        subdirs = class_dirs(current)
+        has_images = any(has_image_suffix(p.name) for p in visible_files(current))
+        if len(subdirs) != 1 or has_images or not class_dirs(subdirs[0]):
             break
         current = subdirs[0]
-    if not _class_dirs(current):
+    if not class_dirs(current):
         raise UserError(f"{origin}: no class sub-folders found; the dataset must be a folder "
                         "of class folders, like cats/*.jpg and dogs/*.jpg")
     return current
@@ -63,7 +55,7 @@ def _count(names: list[str]) -> dict[str, int]:
 
 def copy_classes(root: Path, dest: Path) -> dict[str, int]:
     """Copy the files directly inside each class folder of ``root``; files per class."""
-    names = [f"{d.name}/{f.name}" for d in _class_dirs(root) for f in _files(d)]
+    names = [f"{d.name}/{f.name}" for d in class_dirs(root) for f in visible_files(d)]
     if not names:
         raise UserError(f"{root}: the class folders hold no files")
     _copy_all(root, names, dest)

@@ -36,9 +36,14 @@ SPLIT_FOLDER_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _subfolders(folder: Path) -> list[str]:
-    """Names of the sub-folders that could hold data (not hidden, not macOS metadata)."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+def class_dirs(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that could hold data (not hidden), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """The files directly in ``folder``, hidden ones left out, sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
 
 
 def given_splits(folder: Path) -> dict[str, str] | None:
@@ -49,7 +54,7 @@ def given_splits(folder: Path) -> dict[str, str] | None:
     Two folders naming the same split (``val`` and ``Validation``) stop with an error.
     """
     lookup = {name: split for split, names in SPLIT_FOLDER_NAMES.items() for name in names}
-    names = _subfolders(folder)
+    names = [p.name for p in class_dirs(folder)]
     if not names or any(name.lower() not in lookup for name in names):
         return None
     found: dict[str, str] = {}
@@ -66,7 +71,6 @@ def split_class_files(root: Path, layout: dict[str, str]) -> list[str]:
     """``<split folder>/<class>/<file>`` of the files directly in each class folder."""
     names = []
     for folder in layout.values():
-        for cls in _subfolders(root / folder):
-            names += [f"{folder}/{cls}/{f.name}" for f in sorted((root / folder / cls).iterdir())
-                      if f.is_file() and not is_hidden(f.name)]
+        for cls in class_dirs(root / folder):
+            names += [f"{folder}/{cls.name}/{f.name}" for f in visible_files(cls)]
     return names

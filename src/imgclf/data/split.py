@@ -24,7 +24,7 @@ from tqdm import tqdm
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
 from imgclf.data.duplicates import duplicate_groups, label_conflicts
-from imgclf.data.layout import IMAGE_SUFFIXES, given_splits, has_image_suffix
+from imgclf.data.layout import IMAGE_SUFFIXES, given_splits, has_image_suffix, is_hidden
 from imgclf.data.presplit import (
     describe,
     duplicates_across_splits,
@@ -63,7 +63,7 @@ def scan(raw: Path) -> Scan:
     per_class: dict[str, list[str]] = {}
     for entry in sorted(raw.iterdir()):
         rel = entry.name
-        if rel.startswith("."):
+        if is_hidden(rel):
             skipped.append({"path": rel, "reason": "hidden"})
         elif entry.is_symlink() and not entry.resolve().is_relative_to(root):
             skipped.append({"path": rel, "reason": "link to outside the dataset"})
@@ -75,16 +75,16 @@ def scan(raw: Path) -> Scan:
                 for d in sorted(dirnames):  # sub-folders not walked, each with its reason
                     path = Path(dirpath) / d
                     relpath = path.relative_to(raw).as_posix()
-                    if d.startswith("."):
+                    if is_hidden(d):
                         skipped.append({"path": relpath, "reason": "hidden"})
                     elif path.is_symlink():  # os.walk does not follow them: no loops
                         skipped.append({"path": relpath, "reason": "link to a folder"})
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                dirnames[:] = sorted(d for d in dirnames if not is_hidden(d)
                                      and not (Path(dirpath) / d).is_symlink())
                 for name in sorted(filenames):
                     path = Path(dirpath) / name
                     relpath = path.relative_to(raw).as_posix()
-                    if name.startswith("."):
+                    if is_hidden(name):
                         skipped.append({"path": relpath, "reason": "hidden"})
                     elif path.is_symlink() and not path.resolve().is_relative_to(root):
                         skipped.append({"path": relpath, "reason": "link to outside the dataset"})
@@ -115,7 +115,7 @@ def scan_given(raw: Path, layout: dict[str, str]) -> tuple[Scan, np.ndarray]:
                   for f, c in found.files]
         skipped += [{**row, "path": f"{folder}/{row['path']}"} for row in found.skipped]
     for entry in sorted(raw.iterdir()):  # beside the split folders: not part of any split
-        if entry.name not in layout.values() and not entry.name.startswith("."):
+        if entry.name not in layout.values() and not is_hidden(entry.name):
             skipped.append({"path": entry.name, "reason": "not inside a split folder"})
     files.sort(key=lambda fc: (fc[1], fc[0]))  # by class, as scan() lists them
     return Scan(class_names, files, skipped), given_split_ids([f for f, _ in files], layout)

@@ -31,6 +31,7 @@ import numpy as np
 
 from imgclf import fsutil
 from imgclf.data.images import load_image
+from imgclf.data.layout import class_dirs
 from imgclf.data.shards import ShardsMeta, SplitImages, read_meta
 from imgclf.errors import UserError
 from imgclf.evaluation.calibration import expected_calibration_error, reliability_rows
@@ -217,7 +218,7 @@ def labelled_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder; give a prepared split (data/prepared) or "
                         "a folder with one sub-folder of images per class")
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subfolders = class_dirs(folder)
     unknown = [p.name for p in subfolders if p.name not in class_names]
     if unknown:
         raise UserError(f"{folder}: class folder(s) {', '.join(unknown)} are not classes of "

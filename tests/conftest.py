@@ -127,6 +127,12 @@ def make_pipeline_repo(repo: Path, images: Path, params: dict) -> Path:
 
 
 @pytest.fixture(scope="session")
+def git_environ() -> dict[str, str]:
+    """``git_env()``: for git and dvc commands in a throw-away repo."""
+    return git_env()
+
+
+@pytest.fixture(scope="session")
 def pipeline_repo() -> Callable[[Path, Path, dict], Path]:
     """The ``make_pipeline_repo`` builder."""
     return make_pipeline_repo

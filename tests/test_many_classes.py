@@ -7,7 +7,6 @@ gallery of mistakes and the W&B table of misclassified images must still be made
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,12 +28,12 @@ PARAMS = {
 
 @pytest.mark.slow
 def test_dvc_repro_on_thirty_classes(tmp_path: Path, image_folder: Callable[..., Path],
-                                     pipeline_repo: Callable[..., Path]) -> None:
+                                     pipeline_repo: Callable[..., Path],
+                                     git_environ: dict[str, str]) -> None:
     images = image_folder(tmp_path / "images", CLASSES, per_class=6, size=16)
     repo = pipeline_repo(tmp_path / "repo", images, PARAMS)
     (tmp_path / "wandb").mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb")}
+    env = {**git_environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb")}
     proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, f"dvc repro failed:\n{proc.stdout}\n{proc.stderr}"

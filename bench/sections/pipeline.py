@@ -51,9 +51,10 @@ def recipe_kind(params: dict[str, Any]) -> str:
 def make_project(root: Path, params: dict[str, Any]) -> Path:
     """A git + DVC repository with this project's pipeline and ``params`` as params.yaml."""
     root.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        if (REPO / name).exists():
-            shutil.copy2(REPO / name, root / name)
+    # The pipeline, its ignores, and the pins its computing stages depend on.
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "requirements.lock",
+                 "requirements-dev.lock"):
+        shutil.copy2(REPO / name, root / name)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
     write_params(root / "params.yaml", params)
     run_child(["git", "init", "-q", "-b", "main"], root, what="git init")

@@ -257,9 +257,11 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_prepared: Pa
 
 
 @pytest.mark.slow
-def test_two_workers_read_their_own_shard_files(tmp_path: Path, image_folder: Any) -> None:
-    """With more train shard files than workers, each worker reads its own files (by
-    file, not the whole split); both still take every step and agree on the weights."""
+def test_two_workers_train_in_step_on_a_multi_file_split(tmp_path: Path,
+                                                         image_folder: Any) -> None:
+    """With more train shard files than workers (so each reads its own files), both still
+    take every step and agree on the weights. Which files each reads is checked in
+    tests/training/test_dataset.py (test_multi_worker_training_reads_by_file)."""
     from imgclf.data import split
     from imgclf.data.shards import read_meta
     from imgclf.params import DataParams, SplitParams

@@ -7,11 +7,6 @@ import numpy as np
 from imgclf.params import ClassWeight
 
 
-def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """``(C,)`` int counts of each class among the ``(N,)`` integer ``labels``."""
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)
-
-
 def class_weights(counts: np.ndarray, mode: ClassWeight) -> dict[int, float] | None:
     """Keras' ``class_weight`` for ``(C,)`` class counts of the train split, or None.
 

@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from imgclf.data.shards import SplitImages, read_meta
+from imgclf.data.shards import read_meta
 from imgclf.models.architectures import augmentation, build_model, unfreeze_top
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.models.weights import weights_path
 from imgclf.params import ModelParams, TrainParams
-from imgclf.training.balance import class_counts, class_weights
+from imgclf.training.balance import class_weights
 from imgclf.training.dataset import make_dataset
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
 from imgclf.training.live import LiveCallback, open_live
@@ -97,8 +98,10 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
 
     weighting = None
-    if train.class_weight != "none":  # the labels are read only when they are needed
-        counts = class_counts(SplitImages(data, "train").labels, len(meta.class_names))
+    if train.class_weight != "none":
+        # The split stage counted each class's train images in its report.
+        report = json.loads((Path(data) / "report.json").read_text(encoding="utf-8"))
+        counts = np.array([report["counts"]["train"].get(c, 0) for c in meta.class_names])
         weighting = class_weights(counts, train.class_weight)
         print(f"train: class weights ({train.class_weight}): " + ", ".join(
             f"{meta.class_names[k]} {w:.3g}" for k, w in (weighting or {}).items()))

@@ -27,7 +27,7 @@ def section_export(bench: Bench) -> list[Figure]:
     from imgclf.export.scoring import predict_timed, single_image_latency_ms
     from imgclf.export.stage import size_bytes
     from imgclf.export.writers import write_format
-    from imgclf.inference.runtimes import Runtime, load_runtime
+    from imgclf.inference.runtimes import keras_runtime, load_runtime
     from imgclf.models.architectures import build_model
     from imgclf.models.saving import ModelInfo, save_model
     from imgclf.params import DataParams, ModelParams, params_from_dict
@@ -49,7 +49,7 @@ def section_export(bench: Bench) -> list[Figure]:
     save_model(model, work / "model.keras", info)
     export = params.export  # the repo's export.* (formats, batch size, calibration)
     batch = export.batch_size
-    runtimes = {"keras": Runtime("keras", work / "model.keras", info, model.predict_on_batch)}
+    runtimes = {"keras": keras_runtime(model, info, work / "model.keras")}
     calibration = calibration_images(work / "prep", export.int8_samples)
     for fmt in export.formats:
         log(f"export: writing {fmt}")

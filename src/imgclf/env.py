@@ -13,8 +13,6 @@ import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from dotenv import dotenv_values
-
 # The variables this project and the libraries it drives read (see .env.example).
 PREFIXES = ("IMGCLF_", "KAGGLE_", "WANDB_")
 NAMES = frozenset({"KERAS_HOME", "TF_CONFIG"})
@@ -37,6 +35,8 @@ def dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
     Quotes, ``export`` prefixes and ``# comments`` after a value are handled as a
     shell would; keys without a value are left out, as they would be unset.
     """
+    from dotenv import dotenv_values  # only where a .env file is read
+
     path = Path(path)
     if not path.is_file():
         return {}

@@ -57,8 +57,8 @@ class Decoded:
     scratch: str  # scratch file name, in the output folder
     offset: int
     length: int  # bytes of the encoded image at offset
-    thumb: bytes = b""  # THUMB_SIDE x THUMB_SIDE grayscale pixels, row by row
-    warnings: tuple[str, ...] = ()  # what the image library warned about while decoding
+    thumb: bytes  # THUMB_SIDE x THUMB_SIDE grayscale pixels, row by row
+    warnings: tuple[str, ...]  # what the image library warned about while decoding
 
 
 def gray_thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:

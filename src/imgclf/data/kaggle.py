@@ -27,8 +27,9 @@ def kaggle_url(source: KaggleSource) -> str:
 
 def kaggle_credentials(environ: Mapping[str, str], dotenv: Path) -> tuple[str, str] | None:
     """(username, key) from the environment or, for each variable not set there, ``dotenv``."""
-    user = env.lookup("KAGGLE_USERNAME", environ, dotenv)
-    key = env.lookup("KAGGLE_KEY", environ, dotenv)
+    from_file = env.dotenv(dotenv)  # read once for both
+    user = env.get("KAGGLE_USERNAME", environ) or from_file.get("KAGGLE_USERNAME")
+    key = env.get("KAGGLE_KEY", environ) or from_file.get("KAGGLE_KEY")
     if bool(user) != bool(key):
         missing = "KAGGLE_KEY" if user else "KAGGLE_USERNAME"
         raise UserError(f"{missing} is not set but its partner is (environment or .env); "

@@ -111,8 +111,8 @@ def scan_given(raw: Path, layout: dict[str, str]) -> tuple[Scan, np.ndarray]:
     class_names = sorted({name for found in scans.values() for name in found.class_names})
     files, skipped = [], []
     for folder, found in scans.items():
-        files += [(f"{folder}/{f}", class_names.index(found.class_names[c]))
-                  for f, c in found.files]
+        index = [class_names.index(name) for name in found.class_names]  # once a folder
+        files += [(f"{folder}/{f}", index[c]) for f, c in found.files]
         skipped += [{**row, "path": f"{folder}/{row['path']}"} for row in found.skipped]
     for entry in sorted(raw.iterdir()):  # beside the split folders: not part of any split
         if entry.name not in layout.values() and not is_hidden(entry.name):

@@ -79,8 +79,8 @@ LABEL_CHARS = 20
 plot data, ``confusion.json``, keeps them whole)."""
 
 
-def confusion_layout(n: int) -> tuple[float, float, int]:
-    """``(cell inches, label font points, counts shown up to)`` for an n-class matrix.
+def confusion_layout(n: int) -> tuple[float, float]:
+    """``(cell inches, label font points)`` for an n-class matrix.
 
     Cells shrink from 0.6 in (a few classes) to 0.17 in (100 classes and more), so the
     picture stays under about 20 in (2,000 px) a side; the labels' font follows the
@@ -88,7 +88,7 @@ def confusion_layout(n: int) -> tuple[float, float, int]:
     """
     cell = min(0.6, max(0.17, 9.0 / max(n, 1)))
     font = max(6.0, min(9.0, cell * 72 * 0.75))
-    return cell, font, CONFUSION_COUNTS_UP_TO
+    return cell, font
 
 
 def short_label(name: str, limit: int = LABEL_CHARS) -> str:
@@ -108,23 +108,24 @@ def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequen
     n = len(class_names)
     matrix = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), n)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    cell, font, counts_up_to = confusion_layout(n)
+    cell, font = confusion_layout(n)
     labels = [short_label(name) for name in class_names]
-    # Room for the longest label (about 0.6 em a character) beside and below the cells.
-    margin = 0.6 * font / 72 * max(len(label) for label in labels) + 0.8
+    # The longest label's length in inches (about 0.6 em a character).
+    longest = 0.6 * font / 72 * max(len(label) for label in labels)
+    margin = longest + 0.8  # room for it beside and below the cells
     side = max(3.5, cell * n) + margin
     fig = Figure(figsize=(side + 1.2, side), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     shaded = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(shaded, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     # Column labels lie flat when the longest fits its cell, else stand upright.
-    flat = 0.6 * font / 72 * max(len(label) for label in labels) < 0.9 * max(cell, 3.5 / n)
+    flat = longest < 0.9 * max(cell, 3.5 / n)
     ax.set_xticks(range(n), labels=labels, fontsize=font, rotation=0 if flat else 90)
     ax.set_yticks(range(n), labels=labels, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(f"{title} ({int(matrix.sum())} images)")
-    if n <= counts_up_to:
+    if n <= CONFUSION_COUNTS_UP_TO:
         for (r, c), count in np.ndenumerate(matrix):
             ax.text(c, r, str(count), ha="center", va="center", fontsize=min(9.0, font),
                     color="white" if share[r, c] > 0.5 else "black")

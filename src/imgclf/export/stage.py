@@ -25,7 +25,13 @@ from imgclf.export.bounds import bound_misses
 from imgclf.export.calibration import CALIBRATION_SPLIT, calibration_images
 from imgclf.export.scoring import accuracy, agreement, predict_timed, single_image_latency_ms
 from imgclf.export.writers import write_format
-from imgclf.inference.runtimes import Runtime, load_runtime, model_kind
+from imgclf.inference.runtimes import (
+    Runtime,
+    first_line,
+    keras_runtime,
+    load_runtime,
+    model_kind,
+)
 from imgclf.models.saving import load_model
 from imgclf.params import ExportParams
 
@@ -59,16 +65,17 @@ def run(params: ExportParams, data: str | os.PathLike[str], model_path: str | os
     if model_kind(model_path) != "keras":
         raise UserError(f"{model_path}: the export stage starts from a .keras model file")
     model, info = load_model(model_path)
-    keras_runtime = Runtime("keras", Path(model_path), info, model.predict_on_batch)
+    keras = keras_runtime(model, info, Path(model_path))
     if info.class_names != meta.class_names or info.image_size != meta.image_size:
         raise UserError(f"{model_path} was trained on other data (classes {info.class_names}, "
                         f"{info.image_size} px); retrain it: dvc repro train")
     images, labels = read_split(data, SCORED_SPLIT)
     if not len(images):
         raise UserError(f"{data}: the test split is empty; raise split.test")
+    images = images.astype(np.float32)  # once: every format takes float pixels 0..255
     keras_size = size_bytes(Path(model_path))
     results: dict[str, dict[str, Any]] = {}
-    results["keras"], keras_probs = score(keras_runtime, images, labels, params)
+    results["keras"], keras_probs = score(keras, images, labels, params)
     results["keras"] = {"size_bytes": keras_size, **results["keras"]}
     calibration = None
     if "tflite_int8" in params.formats:
@@ -79,8 +86,7 @@ def run(params: ExportParams, data: str | os.PathLike[str], model_path: str | os
             try:
                 path = write_format(fmt, model, info, tmp, calibration)
             except Exception as exc:  # the converters raise many types; name the format
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise UserError(f"{fmt}: the conversion failed ({first})") from exc
+                raise UserError(f"{fmt}: the conversion failed ({first_line(exc)})") from exc
             runtime = load_runtime(path)
             row, _ = score(runtime, images, labels, params, reference=keras_probs)
             size = size_bytes(path)

@@ -40,7 +40,6 @@ ONNX_INFO_KEY = "imgclf"  # the ONNX metadata entry holding ModelInfo's JSON
 SERVING_SIGNATURE = "serving_default"  # float32 pixels 0..255 -> probabilities
 UINT8_SIGNATURE = "serve_uint8"  # the same for uint8 pixels
 INPUT_NAME = "images"  # the input of both SavedModel signatures
-KINDS = ("keras", "savedmodel", "tflite", "onnx")
 SUPPORTED = ".keras, .tflite or .onnx file, or a SavedModel folder"
 
 
@@ -48,7 +47,6 @@ SUPPORTED = ".keras, .tflite or .onnx file, or a SavedModel folder"
 class Runtime:
     """A loaded model of any format: what it was trained on, and how to run it."""
 
-    kind: str  # one of KINDS
     path: Path  # the file or folder as given
     info: ModelInfo
     run: Callable[[np.ndarray], np.ndarray]  # (B, S, S, 3) float32 0..255 -> (B, C)
@@ -108,7 +106,13 @@ def read_runtime_info(path: str | os.PathLike[str]) -> ModelInfo:
         return _parse_info(savedmodel_dir(path) / SAVEDMODEL_INFO, path)
     if kind == "tflite":
         return _parse_info(tflite_info_path(path), path)
-    return _onnx_info(_onnx_session(Path(path)), Path(path))
+    onnx = _import("onnx", "onnx", ".onnx")
+    try:  # the metadata only: no inference session, no weights read
+        props = onnx.load(str(path), load_external_data=False).metadata_props
+    except Exception as exc:  # onnx raises its own exception types
+        raise UserError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
+    entry = next((p.value for p in props if p.key == ONNX_INFO_KEY), None)
+    return _parse_text(entry, Path(path), f"metadata entry {ONNX_INFO_KEY!r}")
 
 
 def load_runtime(path: str | os.PathLike[str], allow_unsafe: bool = False) -> Runtime:
@@ -126,11 +130,15 @@ def load_runtime(path: str | os.PathLike[str], allow_unsafe: bool = False) -> Ru
 # --- one loader per format -------------------------------------------------------------------
 
 
+def keras_runtime(model: Any, info: ModelInfo, path: Path) -> Runtime:
+    """A loaded Keras ``model`` (saved at ``path``) as a :class:`Runtime`."""
+    return Runtime(path, info, model.predict_on_batch)
+
+
 def _keras(path: Path, allow_unsafe: bool) -> Runtime:
     from imgclf.models.saving import load_model
 
-    model, info = load_model(path, allow_unsafe=allow_unsafe)
-    return Runtime("keras", path, info, model.predict_on_batch)
+    return keras_runtime(*load_model(path, allow_unsafe=allow_unsafe), path)
 
 
 def _savedmodel(path: Path, allow_unsafe: bool) -> Runtime:
@@ -141,14 +149,14 @@ def _savedmodel(path: Path, allow_unsafe: bool) -> Runtime:
     try:
         serve = tf.saved_model.load(str(folder)).signatures[SERVING_SIGNATURE]
     except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: not a usable SavedModel ({_first_line(exc)}); "
+        raise UserError(f"{path}: not a usable SavedModel ({first_line(exc)}); "
                         "export it again with imgclf export") from None
 
     def run(pixels: np.ndarray) -> np.ndarray:
         (out,) = serve(**{INPUT_NAME: tf.constant(pixels)}).values()
         return out.numpy()
 
-    return Runtime("savedmodel", path, info, run)
+    return Runtime(path, info, run)
 
 
 def _tflite(path: Path, allow_unsafe: bool) -> Runtime:
@@ -158,7 +166,7 @@ def _tflite(path: Path, allow_unsafe: bool) -> Runtime:
         interpreter = interpreter_module.Interpreter(model_path=str(path),
                                                      num_threads=_threads())
     except (ValueError, RuntimeError) as exc:
-        raise UserError(f"{path}: not a readable LiteRT model ({_first_line(exc)})") from None
+        raise UserError(f"{path}: not a readable LiteRT model ({first_line(exc)})") from None
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     batch = [-1]  # the batch size the tensors are allocated for
 
@@ -171,7 +179,7 @@ def _tflite(path: Path, allow_unsafe: bool) -> Runtime:
         interpreter.invoke()
         return dequantize(interpreter.get_tensor(out["index"]), out["quantization"])
 
-    return Runtime("tflite", path, info, run)
+    return Runtime(path, info, run)
 
 
 def _onnx(path: Path, allow_unsafe: bool) -> Runtime:
@@ -182,7 +190,7 @@ def _onnx(path: Path, allow_unsafe: bool) -> Runtime:
     def run(pixels: np.ndarray) -> np.ndarray:
         return session.run(None, {name: pixels})[0]
 
-    return Runtime("onnx", path, info, run)
+    return Runtime(path, info, run)
 
 
 def _onnx_session(path: Path) -> Any:
@@ -193,7 +201,7 @@ def _onnx_session(path: Path) -> Any:
         return onnxruntime.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise UserError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
+        raise UserError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
 
 
 def _onnx_info(session: Any, path: Path) -> ModelInfo:
@@ -261,5 +269,6 @@ def _parse_text(text: str | None, model_path: Path, where: str) -> ModelInfo:
                         "image size); export the model again with imgclf export") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none)."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import vl_convert
-
 from imgclf.errors import UserError
 
 WORKSPACE = "workspace"  # DVC's name for the working tree's revision
@@ -78,6 +76,8 @@ def diff_plots(repo: Path, base: str) -> list[Plot]:
 
 def render(spec: dict[str, Any], fmt: str) -> bytes:
     """``spec`` drawn by vl-convert: an SVG document (UTF-8) or a PNG image."""
+    import vl_convert  # a large native module: loaded only when a chart is drawn
+
     version = vl_version(spec, vl_convert.get_vegalite_versions())
     if fmt == "svg":
         return vl_convert.vegalite_to_svg(spec, vl_version=version).encode("utf-8")

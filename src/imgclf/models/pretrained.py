@@ -5,6 +5,12 @@ file and ``train`` depends on it. Each file is looked up first in Keras' own cac
 (``$KERAS_HOME/models/``, default ``~/.keras/models/``), then fetched from Keras'
 official URL, and must match the hash Keras pins for it either way (the table is
 ``imgclf.models.weights``).
+
+Not ``keras.utils.get_file(file_hash=...)``, which does the cache look-up and the hash
+check too: it would import TensorFlow into a stage that computes nothing, and make the
+runtime lock its dep; it has no socket timeout (``fetch_url`` has one, with messages that
+say what to do); it writes into the user's own Keras cache; and on a hash mismatch it
+downloads again without a word instead of naming the bad file.
 """
 
 from __future__ import annotations

@@ -36,9 +36,20 @@ def test_user_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    proc = imgclf("--debug", "split", "--raw", str(tmp_path / "nowhere"), cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "Traceback" in proc.stderr and "params.yaml: not found" in proc.stderr
+    args = ("split", "--raw", str(tmp_path / "nowhere"))
+    plain = imgclf(*args, cwd=tmp_path)
+    assert plain.returncode == 2
+    prefix = "imgclf split: error: "
+    assert plain.stderr.startswith(prefix) and plain.stderr.count("\n") == 1
+    message = plain.stderr[len(prefix):].strip()
+    assert message.startswith("params.yaml: not found")
+    # --debug lets the error escape: Python's status for an uncaught exception, and its
+    # traceback, which ends with the same message.
+    debug = imgclf("--debug", *args, cwd=tmp_path)
+    assert debug.returncode == 1
+    lines = debug.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1].endswith(f"Error: {message}")
 
 
 def test_missing_raw_folder_says_what_to_run(tmp_path: Path) -> None:

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import get_args
 
 from imgclf import __version__, env, report
-from imgclf.data.layout import IMAGE_SUFFIXES
 from imgclf.errors import UserError
+from imgclf.inference.options import BATCH_SIZE, FORMATS, TOP_K
 from imgclf.params import Params, Tta, load_params
-from imgclf.serving import defaults as serve
+from imgclf.serving.settings import DEFAULTS, ENV_PREFIX, ServeSettings, option
 
+MODEL, PREPARED = "models/model.keras", "data/prepared"  # the train and split stages' outputs
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
 STAGE_GALLERY = "metrics/gallery/misclassified.png"  # as dvc.yaml's evaluate passes it
 # Where `imgclf evaluate --data FOLDER` writes (as imgclf.evaluation.evaluate says, which
@@ -147,35 +148,202 @@ def _export(args: argparse.Namespace) -> None:
     stage.run(params.export, args.data, args.model, args.out, args.metrics)
 
 
+def _tta(args: argparse.Namespace) -> Tta:
+    # Score as the evaluate stage does, so its metrics describe these answers.
+    return getattr(args, "tta", None) or _params_or_defaults(args.params).evaluate.tta
+
+
 def _predict(args: argparse.Namespace) -> int:
     from imgclf.inference import predict
 
-    # Score as the evaluate stage does, so its metrics describe these answers.
-    tta = getattr(args, "tta", None) or _params_or_defaults(args.params).evaluate.tta
     return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
                        fmt=args.format, output=args.output,
-                       allow_unsafe_model=args.allow_unsafe_model, tta=tta)
+                       allow_unsafe_model=args.allow_unsafe_model, tta=_tta(args))
 
 
 def _serve(args: argparse.Namespace) -> None:
+    # The options given; the others come from IMGCLF_SERVE_* or the defaults.
+    given = {name: getattr(args, name) for name in ServeSettings.model_fields if name in args}
+    settings = ServeSettings.load(**given)
     from imgclf.serving import server
     from imgclf.serving.report import ReportFiles
 
-    tta = getattr(args, "tta", None) or _params_or_defaults(args.params).evaluate.tta
     report_files = ReportFiles(Path(args.metrics), Path(args.plots), Path(args.gallery))
-    top_k = {"top_k": args.top_k} if "top_k" in args else {}  # else predict's default
-    server.run(args.model, report_files, host=args.host, port=args.port, tta=tta,
-               max_upload_mb=args.max_upload_mb, max_files=args.max_files,
-               batch_images=args.batch_images, batch_window_ms=args.batch_window_ms,
-               allow_unsafe_model=args.allow_unsafe_model, **top_k)
+    server.run(args.model, report_files, settings, tta=_tta(args),
+               allow_unsafe_model=args.allow_unsafe_model)
+
+
+# --- the parser: one line per option; the docs pages say the rest ---------------------------
+
+Command = Callable[[argparse.Namespace], int | None]
+SERVE_METAVARS = {"host": "HOST", "port": "PORT", "max_upload_mb": "MB", "batch_window_ms": "MS"}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, but for flags and options whose help says
+    what their absence means (default None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, func: Command, help: str,
+             description: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description, formatter_class=_Formatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_params(p: argparse.ArgumentParser, help: str = "the params file to read") -> None:
+    p.add_argument("--params", default="params.yaml", metavar="FILE", help=help)
+
+
+def _add_data(p: argparse.ArgumentParser, help: str = "the split stage's output") -> None:
+    p.add_argument("--data", default=PREPARED, metavar="DIR", help=help)
+
+
+def _add_model(p: argparse.ArgumentParser, help: str = "the model: a .keras, .tflite or "
+               ".onnx file or a SavedModel folder") -> None:
+    p.add_argument("--model", default=MODEL, metavar="PATH", help=help)
+
+
+def _add_tta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
+                   help="test-time augmentation (default: evaluate.tta of --params)")
+    _add_params(p, "the params file --tta defaults from (built-in defaults if missing)")
 
 
 def _add_unsafe_flag(p: argparse.ArgumentParser) -> None:
     # Off by default, and dvc.yaml never passes it: the pipeline must not run code that
     # arrives inside a model file.
     p.add_argument("--allow-unsafe-model", action="store_true",
-                   help="load a model file that carries Python code (e.g. a Lambda layer), "
-                   "which runs on loading; refused otherwise. Only for files you trust")
+                   help="load a model file that carries Python code; only one you trust")
+
+
+def _add_fetch_stages(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "source", _source, "fingerprint data.source, so dvc repro sees a "
+                 "changed folder", "Fingerprint what data.source names into --out; it runs "
+                 "on every dvc repro, and download reruns only when the fingerprint "
+                 "changes. See docs/pipeline.md.")
+    _add_params(p)
+    p.add_argument("--out", default="data/source.json", help="where the fingerprint goes")
+
+    p = _command(sub, "download", _download, "fetch the dataset into data/raw",
+                 "Fetch the dataset of data.source into --out/<class>/<file>, verified "
+                 "against its pinned checksums. Sources: docs/params.md (data.source); "
+                 "mirrors and timeouts: docs/your-data.md.")
+    _add_params(p)
+    p.add_argument("--out", default="data/raw", help="where the class folders are written")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up after this long without data from the server (default: "
+                   "$IMGCLF_HTTP_TIMEOUT, else 60)")
+
+    p = _command(sub, "pretrained", _pretrained, "fetch the pinned ImageNet weights of the "
+                 "backbone", "Put the ImageNet weights model.arch starts from into --out, "
+                 "from Keras' cache or URL, checked against Keras' pinned hash. See "
+                 "docs/pipeline.md.")
+    _add_params(p)
+    p.add_argument("--out", default="data/pretrained", help="where the weights file goes")
+
+
+def _add_training_stages(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "split", _split, "decode, de-duplicate and split the images",
+                 "Decode, de-duplicate and split --raw into shards, a manifest and the data "
+                 "report. See docs/pipeline.md and docs/error-analysis.md.")
+    _add_params(p)
+    p.add_argument("--raw", default="data/raw", help="the folder of class sub-folders")
+    p.add_argument("--out", default=PREPARED, help="where shards and manifest go")
+    p.add_argument("--report-dir", default="metrics/data_report",
+                   help="where the data report's pictures go; '' for none")
+
+    p = _command(sub, "train", _train, "train the model",
+                 "Train model.* with train.* on the train split, validating on the val "
+                 "split. See docs/pipeline.md and docs/training.md.")
+    _add_params(p)
+    _add_data(p)
+    _add_model(p, "where the model is saved")
+    p.add_argument("--live", default="metrics/train", help="the DVCLive folder")
+    p.add_argument("--pretrained", default="data/pretrained",
+                   help="the pretrained stage's output")
+
+
+def _add_scoring_stages(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "evaluate", _evaluate, "score the model on the held-out splits",
+                 "Score the model on evaluate.splits into metrics and plots "
+                 "(docs/error-analysis.md); --data FOLDER scores a folder of class "
+                 "sub-folders instead, untracked (docs/predict.md).")
+    _add_params(p)
+    _add_data(p, "the split stage's output, or a folder of class sub-folders")
+    _add_model(p)
+    p.add_argument("--metrics", default=None, help=f"the metrics file (default: "
+                   f"{STAGE_METRICS}; for a folder, {FOLDER_METRICS})")
+    p.add_argument("--plots", default=None, help=f"the folder of plots (default: "
+                   f"{STAGE_PLOTS}; for a folder, {FOLDER_PLOTS})")
+    p.add_argument("--gallery", default=None, help="the picture of the most confident "
+                   "mistakes (default: in the plots folder)")
+    _add_unsafe_flag(p)
+
+    p = _command(sub, "export", _export, "write the model in deployable formats, each one "
+                 "verified", "Write the model in each format of export.formats into --out, "
+                 "and each one's scores beside the Keras model's into --metrics. See "
+                 "docs/export.md.")
+    _add_params(p)
+    _add_data(p)
+    _add_model(p, "the .keras model to export")
+    p.add_argument("--out", default="models/export", help="the folder the formats go to")
+    p.add_argument("--metrics", default="metrics/export.json", help="the metrics file")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "predict", _predict, "classify image files and folders with the "
+                 "trained model", "Classify image files, and those in folders "
+                 "(recursively), prepared as for training. Exit status 1 when a file could "
+                 "not be read, 2 for a usage error. See docs/predict.md.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+    _add_model(p)
+    p.add_argument("--top-k", type=int, default=TOP_K, metavar="N",
+                   help="classes listed per image (at most all)")
+    p.add_argument("--format", choices=FORMATS, default=FORMATS[0],
+                   help="table for people; csv or json for programs")
+    p.add_argument("--output", default=None, metavar="FILE",
+                   help="write the results there instead of to standard output")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
+                   help="images per model call")
+    _add_tta(p)
+    _add_unsafe_flag(p)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "serve", _serve, "an HTTP API and a web page that classify uploaded "
+                 "photos", "Serve the model over HTTP: POST /predict answers with the JSON "
+                 "of imgclf predict, / is a web page, /docs describes the API. With "
+                 f"{ENV_PREFIX}TOKEN set, requests need that bearer token. The options "
+                 f"from --top-k on can be set as {ENV_PREFIX}<OPTION> too. See "
+                 "docs/serve.md.")
+    _add_model(p)
+    for name, field in ServeSettings.model_fields.items():
+        if name != "token":  # from the environment only
+            # SUPPRESS: an option not given is left to the environment, then the default.
+            p.add_argument(option(name), type=field.annotation, default=argparse.SUPPRESS,
+                           metavar=SERVE_METAVARS.get(name, "N"),
+                           help=f"{field.description} (default: {getattr(DEFAULTS, name)})")
+    _add_tta(p)
+    p.add_argument("--metrics", default=STAGE_METRICS, help="the report's metrics file")
+    p.add_argument("--plots", default=STAGE_PLOTS, help="the report's folder of plots")
+    p.add_argument("--gallery", default=STAGE_GALLERY,
+                   help="the report's picture of the most confident mistakes")
+    _add_unsafe_flag(p)
+
+
+def _add_recipe(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "recipe", _recipe, "print a recipe file's params as dvc exp run -S "
+                 "flags", "Print '-S key=value' for each param a recipe file sets, once "
+                 "params.yaml with them is valid: flags=$(imgclf recipe FILE) && dvc exp "
+                 "run $flags. See docs/training.md.")
+    _add_params(p)
+    p.add_argument("recipe", metavar="FILE", help="the recipe file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,177 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of errors (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, func: Callable[[argparse.Namespace], int | None], help: str,
-            description: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=description,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        p.add_argument("--params", default="params.yaml", help="the params file to read")
-        p.set_defaults(func=func)
-        return p
-
-    p = add("source", _source, "fingerprint data.source, so dvc repro sees a changed folder",
-            "Write a fingerprint of what data.source names to OUT, for the download stage to "
-            "depend on: DVC cannot look into a folder outside the repository, so this stage "
-            "runs on every dvc repro and download reruns only when the fingerprint changes. "
-            "What it covers for each kind of source: docs/pipeline.md.")
-    p.add_argument("--out", default="data/source.json", help="where the fingerprint goes")
-
-    p = add("download", _download, "fetch the dataset into data/raw",
-            "Fetch the dataset named by data.source into OUT/<class>/<file>, looking first in "
-            "the folder named by $IMGCLF_DATA_MIRROR; files of a known dataset are verified "
-            "against its pinned sha256 manifest. Sources: docs/params.md (data.source); "
-            "mirrors and timeouts: docs/your-data.md.")
-    p.add_argument("--out", default="data/raw", help="where the class folders are written")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="how long the server may stay silent (on connecting, or in the "
-                   "middle of the transfer) before the download gives up; default "
-                   "$IMGCLF_HTTP_TIMEOUT, else 60")
-
-    p = add("pretrained", _pretrained, "fetch the pinned ImageNet weights of the backbone",
-            "Put the ImageNet weights that model.arch starts from (model.pretrained) into OUT, "
-            "verified against the hash Keras pins for the file: from Keras' cache "
-            "$KERAS_HOME/models/ (default ~/.keras/models/) if there, else from Keras' "
-            "official URL. For a model trained from scratch it writes a note instead. See "
-            "docs/pipeline.md.")
-    p.add_argument("--out", default="data/pretrained", help="where the weights file goes")
-
-    p = add("split", _split, "decode, de-duplicate and split the images",
-            "Decode every image of RAW (skipping and reporting unusable files), group "
-            "copies of one picture (split.near_duplicates), make a stratified split from "
-            "split.* and "
-            "write the resized images as binary shards plus a manifest and the data report "
-            "(report.json) into OUT, and the report's pictures into REPORT_DIR. See "
-            "docs/pipeline.md and docs/error-analysis.md.")
-    p.add_argument("--raw", default="data/raw", help="the folder of class sub-folders")
-    p.add_argument("--out", default="data/prepared", help="where shards and manifest go")
-    p.add_argument("--report-dir", default="metrics/data_report",
-                   help="where the data report's pictures go (class balance, image sizes, "
-                   "samples of each class); '' for none")
-
-    p = add("train", _train, "train the model",
-            "Train the architecture of model.* with the settings of train.* on the prepared "
-            "train split, validating on the val split; log learning curves with DVCLive and "
-            "save the model with its class names. See docs/training.md.")
-    p.add_argument("--data", default="data/prepared", help="the split stage's output")
-    p.add_argument("--model", default="models/model.keras", help="where the model is saved")
-    p.add_argument("--live", default="metrics/train", help="the DVCLive folder")
-    p.add_argument("--pretrained", default="data/pretrained",
-                   help="the pretrained stage's output")
-
-    p = add("evaluate", _evaluate, "score the model on the held-out splits",
-            "Score the model on the splits of evaluate.splits and write the metrics (nested "
-            "by split) and the plots of the test split (docs/error-analysis.md). With --data "
-            "FOLDER, a folder of class sub-folders instead of the split stage's output, it "
-            "scores those images and writes the same metrics, nested under 'folder', and "
-            "plots, untracked (docs/predict.md).")
-    p.add_argument("--data", default="data/prepared",
-                   help="the split stage's output, or a folder of class sub-folders")
-    p.add_argument("--model", default="models/model.keras",
-                   help="the model to score: a .keras, .tflite or .onnx file, or a SavedModel "
-                   "folder")
-    p.add_argument("--metrics", default=None,
-                   help=f"the metrics file (default {STAGE_METRICS}; {FOLDER_METRICS} for a "
-                   "folder of class sub-folders)")
-    p.add_argument("--plots", default=None,
-                   help=f"the folder of plots (default {STAGE_PLOTS}; {FOLDER_PLOTS} for a "
-                   "folder of class sub-folders)")
-    p.add_argument("--gallery", default=None,
-                   help="where the picture of the most confident mistakes goes (default: "
-                   "inside the plots folder); it shows dataset photos, so the pipeline keeps "
-                   "it in the DVC cache, not in git")
-    _add_unsafe_flag(p)
-
-    p = add("export", _export, "write the model in deployable formats, each one verified",
-            "Write the model of MODEL in each format of export.formats (SavedModel, LiteRT "
-            "float16 and int8, ONNX) into OUT; load each file back and score it on the test "
-            "split beside the Keras model into METRICS. A format that misses its bound "
-            "(export.*) fails the command with one line saying by how much. The formats, "
-            "their inputs and the metrics: docs/export.md.")
-    p.add_argument("--data", default="data/prepared", help="the split stage's output")
-    p.add_argument("--model", default="models/model.keras", help="the .keras model to export")
-    p.add_argument("--out", default="models/export", help="the folder the formats go to")
-    p.add_argument("--metrics", default="metrics/export.json", help="the metrics file")
-
-    p = sub.add_parser(
-        "predict", help="classify image files and folders with the trained model",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Classify image files, and the image files "
-        f"({' '.join(sorted(IMAGE_SUFFIXES))}, any case; hidden ones skipped) in folders, "
-        "recursively, with the "
-        "model, preparing them exactly as for training at the image size stored in the model "
-        "file. Prints file, predicted class, confidence and the top-k classes. A file that "
-        "cannot be read is reported with the reason and the others are still predicted; "
-        "the exit status is then 1 (0 when all were predicted, 2 for a usage error). "
-        "Output formats and examples: docs/predict.md.")
-    p.set_defaults(func=_predict)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
-    p.add_argument("--model", default="models/model.keras",
-                   help="the model: a .keras, .tflite or .onnx file, or a SavedModel folder "
-                   "(as imgclf export writes them)")
-    p.add_argument("--top-k", type=int, default=3,
-                   help="classes listed per image (at most the number of classes)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                   help="table for people; csv or json (one row or object per file, errors "
-                   "included) for programs")
-    p.add_argument("--output", default=None,
-                   help="write the results to this file instead of standard output")
-    p.add_argument("--batch-size", type=int, default=32, help="images per model call")
-    p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
-                   help="test-time augmentation: flip averages each image with its mirror "
-                   "image (default: evaluate.tta of the params file, as the evaluate stage "
-                   "scored the model)")
-    p.add_argument("--params", default="params.yaml",
-                   help="the params file --tta defaults from (built-in defaults if missing)")
-    _add_unsafe_flag(p)
-
-    p = sub.add_parser(
-        "serve", help="an HTTP API and a web page that classify uploaded photos",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serve the model over HTTP: POST /predict takes images as multipart "
-        "fields named 'files' and answers with the JSON of 'imgclf predict --format json'; "
-        "GET / is a web page to drop photos on and to see the evaluate stage's report; "
-        "the OpenAPI page is /docs. Binds 127.0.0.1 unless --host says otherwise; with "
-        "IMGCLF_SERVE_TOKEN set, requests need 'Authorization: Bearer <token>'. The API, "
-        "its limits and batching: docs/serve.md.")
-    p.set_defaults(func=_serve)
-    p.add_argument("--model", default="models/model.keras",
-                   help="the model: a .keras, .tflite or .onnx file or a SavedModel folder")
-    p.add_argument("--host", default=serve.HOST,
-                   help="the address to listen on; 0.0.0.0 for every interface")
-    p.add_argument("--port", type=int, default=serve.PORT, help="the port; 0 for any free one")
-    p.add_argument("--top-k", type=int, default=argparse.SUPPRESS,
-                   help="classes per image unless a request asks (?top_k=N); default: "
-                   "that of imgclf predict")
-    p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
-                   help="test-time augmentation (default: evaluate.tta of the params file)")
-    p.add_argument("--params", default="params.yaml",
-                   help="the params file --tta defaults from (built-in defaults if missing)")
-    p.add_argument("--max-upload-mb", type=float, default=serve.MAX_UPLOAD_MB,
-                   help="largest request body; a larger one is refused with 413")
-    p.add_argument("--max-files", type=int, default=serve.MAX_FILES,
-                   help="most images per request")
-    p.add_argument("--batch-images", type=int, default=serve.BATCH_IMAGES,
-                   help="most images gathered from concurrent requests into one model call")
-    p.add_argument("--batch-window-ms", type=float, default=serve.BATCH_WINDOW_MS,
-                   help="how long a batch waits for requests already being received "
-                   "(never when there are none)")
-    p.add_argument("--metrics", default=STAGE_METRICS, help="the report's metrics file")
-    p.add_argument("--plots", default=STAGE_PLOTS,
-                   help="the report's folder of plots (confusion.png, calibration.png)")
-    p.add_argument("--gallery", default=STAGE_GALLERY,
-                   help="the report's picture of the most confident mistakes")
-    _add_unsafe_flag(p)
+    _add_fetch_stages(sub)
+    _add_training_stages(sub)
+    _add_scoring_stages(sub)
+    _add_predict(sub)
+    _add_serve(sub)
     report.add_parser(sub)
-
-    p = add("recipe", _recipe, "print a recipe file's params as dvc exp run -S flags",
-            "Print '-S key=value' for every param a recipe file sets (a YAML file with only "
-            "the params that differ from params.yaml, such as recipes/from-scratch.yaml), "
-            "after checking that params.yaml with them is valid. Use it as: "
-            "flags=$(imgclf recipe recipes/from-scratch.yaml) && dvc exp run $flags "
-            "(make scratch does that); the && keeps a bad recipe from running the "
-            "default params. See docs/training.md.")
-    p.add_argument("recipe", metavar="FILE", help="the recipe file")
+    _add_recipe(sub)
     return parser
 
 

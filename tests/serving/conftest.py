@@ -118,9 +118,14 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(tiny_model: Path, report_dir: Path) -> Iterator[Server]:
-    """The server without a token, with small limits and a 30 ms batch window."""
+    """The server without a token, with small limits and a 30 ms batch window.
+
+    The file limit comes from the environment; the upload limit from the command line,
+    which wins over the environment's (the limit tests fail otherwise).
+    """
     s = start_server(tiny_model, report_dir, "--max-upload-mb", str(MAX_UPLOAD_MB),
-                     "--max-files", str(MAX_FILES), "--batch-window-ms", "30",
-                     env={"IMGCLF_SERVE_TOKEN": ""})
+                     "--batch-window-ms", "30",
+                     env={"IMGCLF_SERVE_TOKEN": "", "IMGCLF_SERVE_MAX_FILES": str(MAX_FILES),
+                          "IMGCLF_SERVE_MAX_UPLOAD_MB": "100"})
     yield s
     stop_server(s)

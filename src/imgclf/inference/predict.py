@@ -21,22 +21,19 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from imgclf import fsutil
-from imgclf.data.images import ImageError, load_image
+from imgclf.data.images import ImageError, decode_image, load_image
 from imgclf.data.layout import IMAGE_SUFFIXES, has_image_suffix, is_hidden
 from imgclf.errors import UserError
 from imgclf.inference.batch import predict_batch
+from imgclf.inference.options import BATCH_SIZE, FORMATS, TOP_K, Format
 from imgclf.params import Tta
 
-TOP_K = 3
-BATCH_SIZE = 32
 DECIMALS = 6
-Format = Literal["table", "csv", "json"]
-FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 
 
 @dataclass(frozen=True)
@@ -82,16 +79,45 @@ def find_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 # --- decoding and predicting ----------------------------------------------------------------
 
 
-def _load(path: Path, size: int) -> np.ndarray | str:
-    """The model's input pixels of ``path``, or the reason it cannot be used."""
+Decoded = np.ndarray | str  # one image's (S, S, 3) uint8 pixels, or why it cannot be used
+
+
+def decode_or_reason(source: str | os.PathLike[str] | bytes, size: int) -> Decoded:
+    """The model's input pixels of an image file (or of its bytes), or the reason it
+    cannot be used: an unusable file never stops the others."""
     try:
-        return load_image(path, size)
+        return decode_image(source, size) if isinstance(source, bytes) else load_image(source, size)
     except ImageError as exc:
         return str(exc)
 
 
+@dataclass(frozen=True)
+class Usable:
+    """A batch of decoded images, split into what the model gets and what it cannot."""
+
+    pixels: np.ndarray | None  # (G, S, S, 3) float32: the usable images; None if none
+    rows: list[int]  # their places in the batch
+    errors: list[str | None]  # per image: the reason it cannot be used, None if usable
+
+    @classmethod
+    def of(cls, batch: Sequence[Decoded]) -> Usable:
+        rows = [i for i, item in enumerate(batch) if not isinstance(item, str)]
+        pixels = np.stack([batch[i] for i in rows]).astype(np.float32) if rows else None
+        return cls(pixels, rows, [item if isinstance(item, str) else None for item in batch])
+
+
+def fill_rows(n: int, rows: Sequence[int], probs: np.ndarray | None,
+              n_classes: int = 0) -> np.ndarray:
+    """``(n, C)`` float32: ``probs`` (``(len(rows), C)``) at ``rows``, NaN in the other
+    rows (the images that could not be used); C is ``n_classes`` when ``probs`` is None."""
+    out = np.full((n, n_classes if probs is None else probs.shape[1]), np.nan, np.float32)
+    if probs is not None:
+        out[list(rows)] = probs
+    return out
+
+
 def decoded_batches(paths: Sequence[Path], size: int, batch_size: int = BATCH_SIZE,
-                    workers: int | None = None) -> Iterator[list[np.ndarray | str]]:
+                    workers: int | None = None) -> Iterator[list[Decoded]]:
     """Yield each batch of ``paths`` decoded (arrays, or reasons), the next one decoding
     in a thread pool meanwhile."""
     if batch_size < 1:
@@ -100,8 +126,9 @@ def decoded_batches(paths: Sequence[Path], size: int, batch_size: int = BATCH_SI
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers, thread_name_prefix="imgclf-decode") as pool:
 
-        def submit(start: int) -> list[Future[np.ndarray | str]]:
-            return [pool.submit(_load, p, size) for p in paths[start:start + batch_size]]
+        def submit(start: int) -> list[Future[Decoded]]:
+            return [pool.submit(decode_or_reason, p, size)
+                    for p in paths[start:start + batch_size]]
 
         pending = submit(0) if starts else []
         for start in starts:
@@ -120,22 +147,18 @@ def predict_paths(model: Any, paths: Sequence[Path], image_size: int,
     ``errors[i]`` is None for a file that was predicted, else the reason it could not
     be read, and ``probs[i]`` is then all NaN.
     """
-    probs: np.ndarray | None = None
+    rows: list[int] = []
+    outs: list[np.ndarray] = []
     errors: list[str | None] = []
     for start, batch in zip(range(0, len(paths), batch_size),
                             decoded_batches(paths, image_size, batch_size), strict=True):
-        good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
-        errors += [item if isinstance(item, str) else None for item in batch]
-        if not good:
-            continue
-        pixels = np.stack([batch[i] for i in good]).astype(np.float32)
-        out = predict_batch(model, pixels, tta)
-        if probs is None:
-            probs = np.full((len(paths), out.shape[1]), np.nan, dtype=np.float32)
-        probs[[start + i for i in good]] = out
-    if probs is None:  # nothing could be read
-        probs = np.full((len(paths), 0), np.nan, dtype=np.float32)
-    return probs, errors
+        usable = Usable.of(batch)
+        errors += usable.errors
+        if usable.pixels is not None:
+            outs.append(predict_batch(model, usable.pixels, tta))
+            rows += [start + i for i in usable.rows]
+    # Nothing readable: (N, 0), as the number of classes comes from the model's output.
+    return fill_rows(len(paths), rows, np.concatenate(outs) if outs else None), errors
 
 
 def to_predictions(paths: Sequence[str | os.PathLike[str]], probs: np.ndarray,

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,30 +23,36 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from imgclf import __version__
-from imgclf.data.images import ImageError, decode_image
-from imgclf.inference.predict import format_json, to_predictions
+from imgclf.inference.predict import (
+    Usable,
+    decode_or_reason,
+    fill_rows,
+    format_json,
+    to_predictions,
+)
 from imgclf.serving.batcher import MicroBatcher
 from imgclf.serving.limits import BodySizeLimit
 from imgclf.serving.model import Predictor
-from imgclf.serving.report import read_report
-from imgclf.serving.settings import Settings
+from imgclf.serving.report import ReportFiles, read_report
+from imgclf.serving.settings import TOKEN_ENV, ServeSettings
 
 FIELD = "files"
 STATIC = resources.files("imgclf.serving") / "static"
+DESCRIPTION = ("Classify images with the model trained by the imgclf pipeline. `POST /predict` "
+               "takes images as multipart fields named `files` and answers with the JSON of "
+               "`imgclf predict --format json`.")
+# The request body of POST /predict, for the OpenAPI page (the route reads it itself).
+UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": [FIELD], "properties": {FIELD: {
+        "type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
-def _decode_all(uploads: list[tuple[str, bytes]], size: int) -> list[np.ndarray | str]:
-    """The model's pixels of each upload, or the reason it cannot be used."""
-    out: list[np.ndarray | str] = []
-    for _, data in uploads:
-        try:
-            out.append(decode_image(data, size))
-        except ImageError as exc:
-            out.append(str(exc))
-    return out
+def _decode_all(uploads: list[tuple[str, bytes]], size: int) -> Usable:
+    """The model's pixels of the uploads, and the reasons of those it cannot use."""
+    return Usable.of([decode_or_reason(data, size) for _, data in uploads])
 
 
-async def _read_uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
+async def _read_uploads(request: Request, settings: ServeSettings) -> list[tuple[str, bytes]]:
     """``(file name, bytes)`` of every ``files`` field; HTTPException for a bad request."""
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
@@ -80,35 +85,52 @@ async def _read_uploads(request: Request, settings: Settings) -> list[tuple[str,
         await form.close()
 
 
-def create_app(predictor: Predictor, settings: Settings) -> FastAPI:
-    """The application serving ``predictor`` as ``settings`` say."""
+def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFiles,
+               model_name: str = "") -> FastAPI:
+    """The application serving ``predictor`` as ``settings`` say, with the evaluate
+    stage's ``report``; ``model_name`` is shown on the page."""
     batcher = MicroBatcher(predictor.predict, settings.batch_images, settings.batch_window_s)
+    app = FastAPI(title="imgclf", version=__version__, description=DESCRIPTION,
+                  lifespan=_lifespan(batcher, predictor.image_size))
+    guarded = [Depends(_authorizer(settings))]
+    _add_status_routes(app, guarded, batcher, predictor, settings, model_name)
+    _add_predict_route(app, guarded, batcher, predictor, settings)
+    _add_report_routes(app, guarded, report)
+    _add_page(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    return app
 
+
+def _lifespan(batcher: MicroBatcher, size: int,
+              ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
-        size = predictor.image_size
         await batcher.warm_up((size, size, 3))  # before the first request, not during it
         yield
         await batcher.stop()
 
-    app = FastAPI(title="imgclf", version=__version__, lifespan=lifespan,
-                  description="Classify images with the model trained by the imgclf pipeline. "
-                  "`POST /predict` takes images as multipart fields named `files` and answers "
-                  "with the JSON of `imgclf predict --format json`.")
+    return lifespan
+
+
+def _authorizer(settings: ServeSettings) -> Callable[[Request], None]:
+    """The check of the bearer token (none when no token is set)."""
+    token = settings.token.get_secret_value().encode() if settings.token else None
 
     def authorized(request: Request) -> None:
-        if settings.token is None:
+        if token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), settings.token.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
             raise HTTPException(401, "missing or wrong bearer token: send the header "
                                 "'Authorization: Bearer <token>' with the server's "
-                                "IMGCLF_SERVE_TOKEN", headers={"WWW-Authenticate": "Bearer"})
+                                f"{TOKEN_ENV}", headers={"WWW-Authenticate": "Bearer"})
 
-    guarded = [Depends(authorized)]
+    return authorized
 
+
+def _add_status_routes(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
+                       predictor: Predictor, settings: ServeSettings, model_name: str) -> None:
     @app.get("/healthz", summary="liveness, and how many model calls and images so far")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "token_required": settings.token is not None,
@@ -116,17 +138,16 @@ def create_app(predictor: Predictor, settings: Settings) -> FastAPI:
 
     @app.get("/info", dependencies=guarded, summary="the model's classes and the limits")
     def info() -> dict[str, Any]:
-        return {"model": settings.model_name, "classes": predictor.class_names,
+        return {"model": model_name, "classes": predictor.class_names,
                 "image_size": predictor.image_size, "tta": predictor.tta,
                 "top_k": settings.top_k, "max_upload_bytes": settings.max_upload_bytes,
                 "max_files": settings.max_files}
 
+
+def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
+                       predictor: Predictor, settings: ServeSettings) -> None:
     @app.post("/predict", dependencies=guarded, summary="classify uploaded images",
-              response_class=JSONResponse, openapi_extra={"requestBody": {
-                  "required": True, "content": {"multipart/form-data": {"schema": {
-                      "type": "object", "required": [FIELD], "properties": {FIELD: {
-                          "type": "array", "items": {"type": "string", "format": "binary"}}}}}}
-              }})
+              response_class=JSONResponse, openapi_extra=UPLOAD_SCHEMA)
     async def predict(request: Request, top_k: Annotated[int | None, Query(ge=1)] = None,
                       ) -> Response:
         """One JSON object per file, as `imgclf predict --format json` prints them:
@@ -134,37 +155,35 @@ def create_app(predictor: Predictor, settings: Settings) -> FastAPI:
         200 when any file was predicted, 422 when none could be."""
         with batcher.coming():  # a batch gathered meanwhile waits for this one
             uploads = await _read_uploads(request, settings)
-            decoded = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
-            good = [i for i, item in enumerate(decoded) if not isinstance(item, str)]
-            probs = np.full((len(uploads), len(predictor.class_names)), np.nan, np.float32)
-            if good:
-                pixels = np.stack([decoded[i] for i in good]).astype(np.float32)
-                queued = batcher.submit(pixels)  # queued before coming() ends
-        if good:
-            probs[good] = await queued
-        errors = [item if isinstance(item, str) else None for item in decoded]
-        predictions = to_predictions([name for name, _ in uploads], probs, errors,
+            usable = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
+            if usable.pixels is not None:
+                queued = batcher.submit(usable.pixels)  # queued before coming() ends
+        scores = await queued if usable.pixels is not None else None
+        probs = fill_rows(len(uploads), usable.rows, scores, len(predictor.class_names))
+        predictions = to_predictions([name for name, _ in uploads], probs, usable.errors,
                                      predictor.class_names, top_k or settings.top_k)
-        return Response(format_json(predictions), 200 if good else 422,
+        return Response(format_json(predictions), 200 if usable.rows else 422,
                         media_type="application/json")
 
+
+def _add_report_routes(app: FastAPI, guarded: list[Any], files: ReportFiles) -> None:
     @app.get("/report", dependencies=guarded, summary="the evaluate stage's test metrics")
     def report() -> dict[str, Any]:
-        return read_report(settings.report)
+        return read_report(files)
 
     @app.get("/report/{name}", dependencies=guarded, summary="a picture of the report",
              response_class=FileResponse)
     def report_picture(name: str) -> FileResponse:
-        path = settings.report.pictures().get(name)  # only these names: no path tricks
+        path = files.pictures().get(name)  # only these names: no path tricks
         if path is None or not path.is_file():
             raise HTTPException(404, f"no report picture {name!r}: "
                                 "dvc repro evaluate makes them")
         return FileResponse(path, media_type="image/png")
 
+
+def _add_page(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
     app.mount("/static", StaticFiles(directory=Path(str(STATIC))), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    return app

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgclf.serving.defaults import BATCH_IMAGES, BATCH_WINDOW_MS
+from imgclf.serving.settings import DEFAULTS
 
-MAX_IMAGES, WINDOW_S = BATCH_IMAGES, BATCH_WINDOW_MS / 1000
+MAX_IMAGES, WINDOW_S = DEFAULTS.batch_images, DEFAULTS.batch_window_s
 
 
 def bucket_sizes(max_images: int) -> list[int]:

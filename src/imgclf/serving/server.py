@@ -13,19 +13,9 @@ import sys
 from pathlib import Path
 
 from imgclf.errors import UserError
-from imgclf.inference.predict import TOP_K
 from imgclf.params import Tta
-from imgclf.serving.defaults import (
-    BATCH_IMAGES,
-    BATCH_WINDOW_MS,
-    HOST,
-    MAX_FILES,
-    MAX_UPLOAD_MB,
-    PORT,
-    TOKEN_ENV,
-)
 from imgclf.serving.report import ReportFiles
-from imgclf.serving.settings import Settings
+from imgclf.serving.settings import HOST, TOKEN_ENV, ServeSettings
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -52,27 +42,21 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def run(model: str | os.PathLike[str], report: ReportFiles, host: str = HOST,
-        port: int = PORT, tta: Tta = "none", top_k: int = TOP_K,
-        max_upload_mb: float = MAX_UPLOAD_MB, max_files: int = MAX_FILES,
-        batch_images: int = BATCH_IMAGES, batch_window_ms: float = BATCH_WINDOW_MS,
+def run(model: str | os.PathLike[str], report: ReportFiles,
+        settings: ServeSettings | None = None, tta: Tta = "none",
         allow_unsafe_model: bool = False) -> None:
-    """Serve ``model`` until interrupted (see ``imgclf serve --help``)."""
-    if top_k < 1 or max_files < 1 or batch_images < 1:
-        raise UserError("--top-k, --max-files and --batch-images must be at least 1")
-    if max_upload_mb <= 0 or batch_window_ms < 0:
-        raise UserError("--max-upload-mb must be positive and --batch-window-ms not negative")
-    token = os.environ.get(TOKEN_ENV) or None
-    sock = listen(host, port)  # before the slow model load: a taken port fails at once
+    """Serve ``model`` until interrupted (see ``imgclf serve --help``); ``settings``
+    default to the environment's (``ServeSettings.load()``)."""
+    settings = settings or ServeSettings.load()
+    host, token = settings.host, settings.token
+    sock = listen(host, settings.port)  # before the slow model load: a taken port fails at once
     import uvicorn
 
     from imgclf.serving.app import create_app
     from imgclf.serving.model import load_predictor
 
     predictor = load_predictor(model, tta, allow_unsafe_model)
-    settings = Settings(report, token, top_k, int(max_upload_mb * 1024 * 1024), max_files,
-                        batch_images, batch_window_ms / 1000, Path(model).name)
-    app = create_app(predictor, settings)
+    app = create_app(predictor, settings, report, Path(model).name)
     auth = f"bearer token required ({TOKEN_ENV})" if token else f"no token ({TOKEN_ENV} unset)"
     print(f"imgclf serve: {model} ({len(predictor.class_names)} classes, "
           f"{predictor.image_size} px, tta {tta}) at {url_of(sock)} ; API docs at /docs; "

@@ -1,23 +1,105 @@
-"""How the server answers: the settings of the app (the ``imgclf serve`` options)."""
+"""The settings of ``imgclf serve``: each one's default, range and meaning, once.
+
+The CLI shows the defaults and meanings in ``--help`` and the server runs with them. A
+setting comes from its command-line option, else from the environment variable
+``IMGCLF_SERVE_<NAME>`` (``IMGCLF_SERVE_MAX_FILES=8``), else from its default here; the
+token comes only from ``IMGCLF_SERVE_TOKEN``. This module imports only pydantic: the CLI
+must not import the server (or NumPy, Pillow and FastAPI) to build its parser, since
+every pipeline stage builds the same parser.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
-from imgclf.inference.predict import TOP_K
-from imgclf.serving.defaults import BATCH_IMAGES, BATCH_WINDOW_MS, MAX_FILES, MAX_UPLOAD_MB
-from imgclf.serving.report import ReportFiles
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from imgclf.errors import UserError
+from imgclf.inference.options import TOP_K
+
+ENV_PREFIX = "IMGCLF_SERVE_"
+TOKEN_ENV = f"{ENV_PREFIX}TOKEN"
+HOST = "127.0.0.1"  # loopback: only this machine, unless --host says otherwise
+# Where to listen is the command line's alone: in docker compose IMGCLF_SERVE_PORT is the
+# host's side of the published port (the container's side is always 8000).
+COMMAND_LINE_ONLY = frozenset({"host", "port"})
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the server answers, beside the model it serves."""
+class ServeSettings(BaseSettings):
+    """How ``imgclf serve`` listens and answers, beside the model and report it serves."""
 
-    report: ReportFiles
-    token: str | None = None  # $IMGCLF_SERVE_TOKEN: required as a bearer token when set
-    top_k: int = TOP_K  # classes per image unless the request asks (?top_k=)
-    max_upload_bytes: int = int(MAX_UPLOAD_MB * 1024 * 1024)
-    max_files: int = MAX_FILES
-    batch_images: int = BATCH_IMAGES
-    batch_window_s: float = BATCH_WINDOW_MS / 1000
-    model_name: str = ""  # shown on the page
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True,
+                                      frozen=True, extra="forbid")
+
+    host: str = Field(HOST, description="the address to listen on; 0.0.0.0 for every "
+                      "interface")
+    port: int = Field(8000, ge=0, le=65535, description="the port; 0 for any free one")
+    top_k: int = Field(TOP_K, ge=1, description="classes per image unless a request asks "
+                       "(?top_k=N)")
+    max_upload_mb: float = Field(16.0, gt=0, allow_inf_nan=False,
+                                 description="largest request body; a larger one gets 413")
+    max_files: int = Field(64, ge=1, description="most images per request")
+    batch_images: int = Field(32, ge=1, description="most images of concurrent requests "
+                              "in one model call")
+    batch_window_ms: float = Field(5.0, ge=0, allow_inf_nan=False,
+                                   description="how long a batch waits for requests "
+                                   "already being received")
+    # Required as a bearer token when set; SecretStr keeps it out of reprs and logs.
+    token: SecretStr | None = Field(None, description=f"${TOKEN_ENV}: the bearer token "
+                                    "every request but /healthz and the page needs")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def batch_window_s(self) -> float:
+        return self.batch_window_ms / 1000
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   env_settings: Any, dotenv_settings: Any,
+                                   file_secret_settings: Any) -> tuple[Any, ...]:
+        # The options given, then the environment (less what only the command line
+        # sets); no .env or secrets files (imgclf.env handles .env files).
+        return init_settings, _Environment(settings_cls)
+
+    @classmethod
+    def load(cls, **options: Any) -> ServeSettings:
+        """The settings from ``options`` (the command line's, by field name) and the
+        environment; UserError with one line naming each bad option or variable."""
+        try:
+            return cls(**options)
+        except ValidationError as exc:
+            raise UserError("; ".join(_explain(e, options) for e in exc.errors())) from None
+
+
+DEFAULTS = ServeSettings.model_construct()  # for help texts: reads no environment
+
+
+class _Environment(EnvSettingsSource):
+    """The ``IMGCLF_SERVE_*`` variables, less the settings only the command line sets."""
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__call__().items() if k not in COMMAND_LINE_ONLY}
+
+
+def option(name: str) -> str:
+    """The command-line option of setting ``name``: ``max_files`` -> ``--max-files``."""
+    return "--" + name.replace("_", "-")
+
+
+def _explain(error: Any, options: dict[str, Any]) -> str:
+    """``--max-files 0: must be at least 1`` or ``IMGCLF_SERVE_MAX_FILES=0: ...``."""
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    bound = {k: f"{v:g}" for k, v in (error.get("ctx") or {}).items()
+             if isinstance(v, int | float)}
+    why = {"greater_than_equal": f"must be at least {bound.get('ge')}",
+           "greater_than": f"must be more than {bound.get('gt')}",
+           "less_than_equal": f"must be at most {bound.get('le')}",
+           }.get(error["type"], error["msg"][:1].lower() + error["msg"][1:])
+    if name in options:
+        return f"{option(name)} {options[name]}: {why}"
+    value = "" if name == "token" else error["input"]  # the token is never printed
+    return f"{ENV_PREFIX}{name.upper()}={value}: {why}; change or unset it"

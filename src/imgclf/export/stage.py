@@ -47,8 +47,11 @@ from imgclf.params import ExportParams
 
 SCORED_SPLIT = "test"
 MACHINE_SUFFIX = "_machine"  # metrics/export.json -> metrics/export_machine.json
-FIGURE_DECIMALS = 4  # accuracies, agreements: 1/10000 is finer than any test split's step
-DECIMALS_OF = {"size_ratio": 3, "max_prob_diff": 3}  # the file sizes differ by a few bytes
+# Accuracies and agreements to 4 decimals (one image of up to ~10,000 still shows, float
+# noise does not); size ratios to 3 (files differ by a few bytes across machines), and
+# probability differences to 3 (below 0.001 is noise).
+FIGURE_DECIMALS = 4
+DECIMALS_OF = {"size_ratio": 3, "max_prob_diff": 3}
 
 
 def machine_path(metrics_path: str | os.PathLike[str]) -> Path:

@@ -23,10 +23,11 @@ def section_export(bench: Bench) -> list[Figure]:
     """
     from imgclf.data import split
     from imgclf.data.shards import read_split
-    from imgclf.export.calibration import calibration_images
+    from imgclf.export.bounds import within_int8_size_ratio
+    from imgclf.export.formats import FORMATS, REFERENCE, write_format
+    from imgclf.export.representative import representative_images
     from imgclf.export.scoring import predict_timed, single_image_latency_ms
     from imgclf.export.stage import size_bytes
-    from imgclf.export.writers import write_format
     from imgclf.inference.runtimes import keras_runtime, load_runtime
     from imgclf.models.architectures import build_model
     from imgclf.models.saving import ModelInfo, save_model
@@ -49,27 +50,27 @@ def section_export(bench: Bench) -> list[Figure]:
     save_model(model, work / "model.keras", info)
     export = params.export  # the repo's export.* (formats, batch size, calibration)
     batch = export.batch_size
-    runtimes = {"keras": keras_runtime(model, info, work / "model.keras")}
-    calibration = calibration_images(work / "prep", export.int8_samples)
+    runtimes = {REFERENCE: keras_runtime(model, info, work / "model.keras")}
+    representative = representative_images(work / "prep", export.int8_samples)
     for fmt in export.formats:
         log(f"export: writing {fmt}")
         with quiet_stdout():
             runtimes[fmt] = load_runtime(write_format(fmt, model, info, work / "out",
-                                                      calibration))
+                                                      representative))
     measured = {}
     for fmt, runtime in runtimes.items():
         log(f"export: timing {fmt} on {len(images)} test images")
         _, rate = predict_timed(runtime, images, batch)
         p50, p95 = single_image_latency_ms(runtime, images, runs)
         measured[fmt] = (size_bytes(runtime.path) / 1e6, p50, p95, rate)
-    k_mb, k_p50, _, k_rate = measured["keras"]
+    k_mb, k_p50, _, k_rate = measured[REFERENCE]
     what = f"{model_params.arch} at {size} px"
     figures = []
     for fmt, (mb, p50, p95, rate) in measured.items():
-        if fmt == "keras":
+        if fmt == REFERENCE:
             continue
-        target = Target("<=", export.int8_max_size_ratio) if fmt == "tflite_int8" \
-            else None
+        target = Target("<=", export.int8_max_size_ratio) \
+            if within_int8_size_ratio in FORMATS[fmt].bounds else None
         figures += [
             Figure("7 export", f"{fmt} size vs .keras ({what})", mb, k_mb, "MB", target,
                    "the .keras file is saved uncompiled (no optimizer state)"),

@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+DECIMALS = 6
+"""Decimal places kept in the floats of the files the project writes (metrics,
+predictions), so that they diff cleanly between runs."""
+
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     """A fresh, unused name beside ``path`` (same filesystem, so the rename is atomic)."""

@@ -10,13 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgclf.data.shards import ShardsMeta
 from imgclf.errors import UserError
 from imgclf.inference.runtimes import (
+    KERAS,
+    MODEL_FORMATS,
+    ONNX,
+    SAVEDMODEL,
     SAVEDMODEL_FILE,
     SAVEDMODEL_INFO,
+    TFLITE,
+    check_scorable,
     dequantize,
     load_runtime,
-    model_kind,
+    model_format,
     quantize,
     read_runtime_info,
     savedmodel_dir,
@@ -24,11 +31,18 @@ from imgclf.inference.runtimes import (
 from imgclf.models.info import ModelInfo
 
 
-def test_kind_from_the_name(tmp_path: Path) -> None:
-    for name, kind in (("m.keras", "keras"), ("m.TFLITE", "tflite"), ("m.onnx", "onnx")):
+def test_format_from_the_name(tmp_path: Path) -> None:
+    for name, fmt in (("m.keras", KERAS), ("m.TFLITE", TFLITE), ("m.onnx", ONNX)):
         (tmp_path / name).write_bytes(b"")
-        assert model_kind(tmp_path / name) == kind
-    assert model_kind(tmp_path) == "savedmodel"
+        assert model_format(tmp_path / name) is fmt
+    assert model_format(tmp_path) is SAVEDMODEL
+
+
+def test_the_table_tells_every_format_apart() -> None:
+    suffixes = [f.suffix for f in MODEL_FORMATS.values()]
+    assert len(set(suffixes)) == len(suffixes)  # one entry per suffix
+    assert suffixes.count("") == 1  # and one folder format
+    assert all(name == f.name for name, f in MODEL_FORMATS.items())
 
 
 def test_unknown_format_names_the_supported_ones(tmp_path: Path) -> None:
@@ -103,3 +117,14 @@ def test_dequantize_inverts_the_output_quantization() -> None:
     assert dequantize(np.array([-128, 127], np.int8), (0.5, -128)).tolist() == [0.0, 127.5]
     floats = np.array([0.25, 0.75], np.float32)
     assert dequantize(floats, (0.0, 0)).tolist() == [0.25, 0.75]
+
+
+def test_check_scorable_names_the_mismatch_and_the_empty_split() -> None:
+    meta = ShardsMeta(image_size=16, class_names=["a", "b"], counts={"train": 4, "test": 0})
+    check_scorable(ModelInfo(["a", "b"], 16), meta, "m.keras", "prep", "train")
+    for info in (ModelInfo(["a", "c"], 16), ModelInfo(["a", "b"], 32)):
+        with pytest.raises(UserError, match=r"m\.keras was trained on other data .*dvc repro"):
+            check_scorable(info, meta, "m.keras", "prep", "train")
+    for split in ("test", "val"):  # no images, or none recorded
+        with pytest.raises(UserError, match=f"prep: the {split} split is empty; raise split"):
+            check_scorable(ModelInfo(["a", "b"], 16), meta, "m.keras", "prep", split)

@@ -35,6 +35,7 @@ from imgclf.data.shards import ShardsMeta, ShardWriter, encode_example
 from imgclf.data.split_report import set_aside_warnings, split_report
 from imgclf.data.stratify import SPLITS, stratified_group_split
 from imgclf.errors import UserError
+from imgclf.machine import usable_cores
 from imgclf.params import DataParams, SplitParams
 
 PARALLEL_MIN_FILES = 64  # below this, starting worker processes costs more than it saves
@@ -131,9 +132,7 @@ def _decoded(paths: list[str], size: int, folder: Path, encoding: str,
         finally:
             close_scratch(str(folder))
         return
-    # sched_getaffinity (the cores this process may use) is missing on macOS and Windows.
-    affinity = getattr(os, "sched_getaffinity", None)
-    workers = len(affinity(0)) if affinity else os.cpu_count() or 1
+    workers = usable_cores()
     # spawn, not fork: the parent may hold TensorFlow's threads (tests, notebooks). An
     # executor, not a Pool: a worker that dies breaks it with an error instead of being
     # replaced forever (as happens when a script without a __main__ guard calls run()).

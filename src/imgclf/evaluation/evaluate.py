@@ -44,7 +44,7 @@ from imgclf.evaluation.figures import (
 )
 from imgclf.evaluation.metrics import classification_metrics, worst_mistakes
 from imgclf.inference.batch import predict_batch
-from imgclf.inference.runtimes import load_runtime, read_runtime_info
+from imgclf.inference.runtimes import check_scorable, load_runtime, read_runtime_info
 from imgclf.params import EvaluateParams, Tta
 from imgclf.training.dataset import make_dataset
 
@@ -99,10 +99,7 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
         allow_unsafe_model: bool = False) -> Scored:
     meta = read_meta(data)
     model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)  # any format
-    info = model.info
-    if info.class_names != meta.class_names or info.image_size != meta.image_size:
-        raise UserError(f"{model_path} was trained on other data (classes {info.class_names}, "
-                        f"{info.image_size} px); retrain it: dvc repro train")
+    check_scorable(model.info, meta, model_path, data, PLOTS_SPLIT)
     metrics, plotted = {}, None
     for split in params.splits:
         if not meta.counts.get(split):
@@ -112,8 +109,7 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
         metrics[split] = split_metrics(y_true, probs, meta.class_names)
         if split == PLOTS_SPLIT:
             plotted = (y_true, probs)
-    if plotted is None:
-        raise UserError(f"{data}: the test split is empty; raise split.test")
+    assert plotted is not None  # check_scorable: the test split has images
 
     y_true, probs = plotted
     names = meta.class_names

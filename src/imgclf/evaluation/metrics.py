@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-DECIMALS = 6
-"""Number of decimal places kept in every float returned by this package."""
+from imgclf.fsutil import DECIMALS  # the places kept in every float returned here
 
 PROB_EPS = 1e-7
 """Probabilities are clipped to ``[PROB_EPS, 1]`` before taking logs (same epsilon as Keras)."""

@@ -1,5 +1,9 @@
 """How an exported model is measured: accuracy, agreement with Keras, latency, throughput.
 
+Agreement is also counted on the images the Keras model is confident on alone (top
+probability at least :data:`CONFIDENT`): a broken conversion changes those answers too,
+while numeric wobble (float16 weights, int8 rounding) only flips near-ties.
+
 Every function takes a runtime (anything with ``predict_on_batch(images) -> (B, C)``,
 see ``imgclf.inference.runtimes``) and arrays, and returns numbers.
 """
@@ -12,6 +16,7 @@ from typing import Any
 import numpy as np
 
 WARMUP_CALLS = 3  # untimed calls first: the first calls of a runtime allocate and compile
+CONFIDENT = 0.6  # Keras' top probability from which a changed answer means a broken format
 
 
 def accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
@@ -24,6 +29,26 @@ def agreement(probs: np.ndarray, reference: np.ndarray) -> float:
     if probs.shape != reference.shape:
         raise ValueError(f"shapes differ: {probs.shape} vs {reference.shape}")
     return float(np.mean(probs.argmax(1) == reference.argmax(1))) if len(probs) else float("nan")
+
+
+def compare(probs: np.ndarray, reference: np.ndarray) -> dict[str, float | int]:
+    """How ``(N, C)`` probabilities differ from the Keras model's ``reference``:
+
+    ``agreement`` (fraction of rows with the same top class), ``confident_disagreements``
+    (rows where the reference's top probability is at least :data:`CONFIDENT` and the
+    top class differs), ``confident_agreement`` (the agreement on those confident rows;
+    1.0 when there are none) and ``max_prob_diff`` (the largest absolute difference of
+    any probability).
+    """
+    agree = agreement(probs, reference)
+    confident = reference.max(1) >= CONFIDENT if len(reference) else np.zeros(0, bool)
+    same = probs.argmax(1) == reference.argmax(1)
+    n_confident = int(confident.sum())
+    wrong = int((confident & ~same).sum())
+    return {"agreement": agree,
+            "confident_agreement": 1.0 - wrong / n_confident if n_confident else 1.0,
+            "confident_disagreements": wrong,
+            "max_prob_diff": float(np.abs(probs - reference).max()) if len(probs) else 0.0}
 
 
 def predict_timed(runtime: Any, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:

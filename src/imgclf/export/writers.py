@@ -11,7 +11,7 @@
 * ONNX (Keras' own ``format="onnx"`` export, through tf2onnx), the info in its
   metadata entry ``imgclf``.
 
-The file names are :data:`FILES`; :func:`write_format` writes one of them.
+Where each goes and which writer makes it: the table ``imgclf.export.formats``.
 """
 
 from __future__ import annotations
@@ -33,37 +33,6 @@ from imgclf.inference.runtimes import (
 from imgclf.models.info import ModelInfo
 
 SAVEDMODEL_VERSION = "1"  # TensorFlow Serving loads <model_base_path>/<version>/
-FILES = {  # where each format goes, inside the export folder
-    "savedmodel": "savedmodel",
-    "tflite_float16": "model_float16.tflite",
-    "tflite_int8": "model_int8.tflite",
-    "onnx": "model.onnx",
-}
-
-
-def write_format(fmt: str, model: Any, info: ModelInfo, folder: Path,
-                 calibration: np.ndarray | None = None) -> Path:
-    """Write ``model`` as ``fmt`` into ``folder`` and return the path to load it from.
-
-    The LiteRT formats are converted from the SavedModel, written first if it is not
-    there yet; ``tflite_int8`` needs ``calibration``, ``(N, S, S, 3)`` training images.
-    """
-    path = folder / FILES[fmt]
-    if fmt == "savedmodel":
-        write_savedmodel(model, info, path)
-    elif fmt in ("tflite_float16", "tflite_int8"):
-        saved = folder / FILES["savedmodel"]
-        if not saved.exists():
-            write_savedmodel(model, info, saved)
-        int8 = fmt == "tflite_int8"
-        if int8 and calibration is None:
-            raise ValueError("tflite_int8 needs calibration images")
-        write_tflite(saved / SAVEDMODEL_VERSION, info, path, calibration if int8 else None)
-    elif fmt == "onnx":
-        write_onnx(model, info, path)
-    else:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FILES)}")
-    return path
 
 
 def write_savedmodel(model: Any, info: ModelInfo, folder: Path) -> None:
@@ -88,24 +57,25 @@ def write_savedmodel(model: Any, info: ModelInfo, folder: Path) -> None:
 
 
 def write_tflite(savedmodel: Path, info: ModelInfo, path: Path,
-                 calibration: np.ndarray | None) -> None:
+                 representative: np.ndarray | None) -> None:
     """``path``: the SavedModel's serving signature in LiteRT, float16 weights, or full
-    int8 when ``calibration`` (N, S, S, 3) images are given; ``<stem>.json`` beside it."""
+    int8 when ``representative`` (N, S, S, 3) images are given (the converter's
+    representative dataset, which fixes the int8 ranges); ``<stem>.json`` beside it."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(savedmodel), signature_keys=[SERVING_SIGNATURE])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if calibration is None:
+    if representative is None:
         converter.target_spec.supported_types = [tf.float16]
     else:
-        pixels = calibration.astype(np.float32)
+        pixels = representative.astype(np.float32)
 
-        def representative() -> Iterator[list[np.ndarray]]:
+        def dataset() -> Iterator[list[np.ndarray]]:
             for image in pixels:
                 yield [image[None]]
 
-        converter.representative_dataset = representative
+        converter.representative_dataset = dataset
         # Integer kernels only (a conversion that would need a float op fails here,
         # rather than leaving a partly float model), and uint8 pixels in.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -29,11 +29,11 @@ from imgclf import fsutil
 from imgclf.data.images import ImageError, decode_image, load_image
 from imgclf.data.layout import IMAGE_SUFFIXES, has_image_suffix, is_hidden
 from imgclf.errors import UserError
+from imgclf.fsutil import DECIMALS
 from imgclf.inference.batch import predict_batch
 from imgclf.inference.options import BATCH_SIZE, FORMATS, TOP_K, Format
+from imgclf.machine import usable_cores
 from imgclf.params import Tta
-
-DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def decoded_batches(paths: Sequence[Path], size: int, batch_size: int = BATCH_SI
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     starts = range(0, len(paths), batch_size)
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or min(8, usable_cores())
     with ThreadPoolExecutor(workers, thread_name_prefix="imgclf-decode") as pool:
 
         def submit(start: int) -> list[Future[Decoded]]:

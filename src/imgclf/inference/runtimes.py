@@ -3,7 +3,9 @@
 :func:`load_runtime` returns a :class:`Runtime` whatever the format: the class names and
 image size the model was trained with, and ``predict_on_batch(images) -> probs``, so
 predict, evaluate, the export stage (and a server) score every format through the
-same code (``imgclf.inference.batch.predict_batch`` calls ``predict_on_batch``).
+same code (``imgclf.inference.batch.predict_batch`` calls ``predict_on_batch``). The
+formats are one table, :data:`MODEL_FORMATS`: per format its suffix, loader and model
+info reader (the export layer's table, ``imgclf.export.formats``, extends it).
 
 Each format carries its :class:`~imgclf.models.info.ModelInfo` (written by
 ``imgclf export``):
@@ -27,12 +29,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imgclf.errors import UserError
+from imgclf.errors import UserError, first_line
+from imgclf.machine import usable_cores
 from imgclf.models.info import INFO_NAME, ModelInfo
+
+if TYPE_CHECKING:
+    from imgclf.data.shards import ShardsMeta
 
 SAVEDMODEL_FILE = "saved_model.pb"
 SAVEDMODEL_INFO = Path("assets.extra") / INFO_NAME  # inside a SavedModel folder
@@ -40,7 +46,6 @@ ONNX_INFO_KEY = "imgclf"  # the ONNX metadata entry holding ModelInfo's JSON
 SERVING_SIGNATURE = "serving_default"  # float32 pixels 0..255 -> probabilities
 UINT8_SIGNATURE = "serve_uint8"  # the same for uint8 pixels
 INPUT_NAME = "images"  # the input of both SavedModel signatures
-SUPPORTED = ".keras, .tflite or .onnx file, or a SavedModel folder"
 
 
 @dataclass(frozen=True)
@@ -60,21 +65,44 @@ class Runtime:
         return np.asarray(self.run(pixels), dtype=np.float32)
 
 
-def model_kind(path: str | os.PathLike[str]) -> str:
+@dataclass(frozen=True)
+class ModelFormat:
+    """A format a model can be run from: how it is named on disk, loaded and described.
+
+    The table :data:`MODEL_FORMATS` is the one place that knows the formats; the export
+    layer's table (``imgclf.export.formats``) adds how each is written and bounded.
+    """
+
+    name: str
+    suffix: str  # of the file; "" for a format that is a folder (a SavedModel)
+    load: Callable[[Path, bool], Runtime]  # (path, allow_unsafe) -> a ready runtime
+    read_info: Callable[[Path], ModelInfo]  # its class names and image size, not run
+    label: str  # in words: the suffix, or the folder's kind
+    stage: str  # the pipeline stage that writes it: the hint when it is missing
+
+
+def model_format(path: str | os.PathLike[str]) -> ModelFormat:
     """The format of ``path`` from its name (a folder is a SavedModel); UserError if none."""
     path = Path(path)
     if path.is_dir():
-        return "savedmodel"
-    kind = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix.lower())
-    if kind is None:
+        return next(f for f in MODEL_FORMATS.values() if not f.suffix)
+    fmt = next((f for f in MODEL_FORMATS.values()
+                if f.suffix and f.suffix == path.suffix.lower()), None)
+    if fmt is None:
         if not path.exists():
-            raise UserError(f"{path}: no such model file or folder; give a {SUPPORTED}")
-        raise UserError(f"{path}: not a model format imgclf can run; give a {SUPPORTED}")
+            raise UserError(f"{path}: no such model file or folder; give a {supported()}")
+        raise UserError(f"{path}: not a model format imgclf can run; give a {supported()}")
     if not path.is_file():
-        hint = "run the train stage first (dvc repro train)" if kind == "keras" else \
-            "run the export stage first (dvc repro export)"
-        raise UserError(f"{path}: no model file; {hint}")
-    return kind
+        raise UserError(f"{path}: no model file; run the {fmt.stage} stage first "
+                        f"(dvc repro {fmt.stage})")
+    return fmt
+
+
+def supported() -> str:
+    """The formats :func:`load_runtime` takes, in words, for error messages."""
+    files = [f.label for f in MODEL_FORMATS.values() if f.suffix]
+    folders = [f.label for f in MODEL_FORMATS.values() if not f.suffix]
+    return f"{', '.join(files[:-1])} or {files[-1]} file, or a {' or '.join(folders)} folder"
 
 
 def savedmodel_dir(path: str | os.PathLike[str]) -> Path:
@@ -86,7 +114,7 @@ def savedmodel_dir(path: str | os.PathLike[str]) -> Path:
     versions = [p for p in path.iterdir() if p.name.isdigit() and (p / SAVEDMODEL_FILE).is_file()]
     if not versions:
         raise UserError(f"{path}: a folder, but no {SAVEDMODEL_FILE} in it or in a numbered "
-                        f"version folder; give a {SUPPORTED}")
+                        f"version folder; give a {supported()}")
     return max(versions, key=lambda p: int(p.name))
 
 
@@ -97,22 +125,18 @@ def tflite_info_path(path: str | os.PathLike[str]) -> Path:
 
 def read_runtime_info(path: str | os.PathLike[str]) -> ModelInfo:
     """The class names and image size of a model of any format, without running it."""
-    kind = model_kind(path)
-    if kind == "keras":
-        from imgclf.models.saving import read_info  # Keras' import: only for .keras
+    return model_format(path).read_info(Path(path))
 
-        return read_info(path)
-    if kind == "savedmodel":
-        return _parse_info(savedmodel_dir(path) / SAVEDMODEL_INFO, path)
-    if kind == "tflite":
-        return _parse_info(tflite_info_path(path), path)
-    onnx = _import("onnx", "onnx", ".onnx")
-    try:  # the metadata only: no inference session, no weights read
-        props = onnx.load(str(path), load_external_data=False).metadata_props
-    except Exception as exc:  # onnx raises its own exception types
-        raise UserError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
-    entry = next((p.value for p in props if p.key == ONNX_INFO_KEY), None)
-    return _parse_text(entry, Path(path), f"metadata entry {ONNX_INFO_KEY!r}")
+
+def check_scorable(info: ModelInfo, meta: ShardsMeta, model_path: str | os.PathLike[str],
+                   data: str | os.PathLike[str], split: str) -> None:
+    """UserError unless the model at ``model_path`` (``info``) was trained on the classes
+    and image size of the prepared ``data`` (``meta``), and ``split`` holds images."""
+    if info.class_names != meta.class_names or info.image_size != meta.image_size:
+        raise UserError(f"{model_path} was trained on other data (classes {info.class_names}, "
+                        f"{info.image_size} px); retrain it: dvc repro train")
+    if not meta.counts.get(split):
+        raise UserError(f"{data}: the {split} split is empty; raise split.{split}")
 
 
 def load_runtime(path: str | os.PathLike[str], allow_unsafe: bool = False) -> Runtime:
@@ -121,13 +145,10 @@ def load_runtime(path: str | os.PathLike[str], allow_unsafe: bool = False) -> Ru
     ``allow_unsafe`` matters for ``.keras`` files only (see ``imgclf.models.saving``):
     the other formats carry no Python code.
     """
-    path = Path(path)
-    kind = model_kind(path)
-    loader = {"keras": _keras, "savedmodel": _savedmodel, "tflite": _tflite, "onnx": _onnx}
-    return loader[kind](path, allow_unsafe)
+    return model_format(path).load(Path(path), allow_unsafe)
 
 
-# --- one loader per format -------------------------------------------------------------------
+# --- one loader and info reader per format ----------------------------------------------------
 
 
 def keras_runtime(model: Any, info: ModelInfo, path: Path) -> Runtime:
@@ -136,14 +157,20 @@ def keras_runtime(model: Any, info: ModelInfo, path: Path) -> Runtime:
 
 
 def _keras(path: Path, allow_unsafe: bool) -> Runtime:
-    from imgclf.models.saving import load_model
+    from imgclf.models.saving import load_model  # Keras' import: only for .keras
 
     return keras_runtime(*load_model(path, allow_unsafe=allow_unsafe), path)
 
 
+def _keras_info(path: Path) -> ModelInfo:
+    from imgclf.models.saving import read_info
+
+    return read_info(path)
+
+
 def _savedmodel(path: Path, allow_unsafe: bool) -> Runtime:
     folder = savedmodel_dir(path)
-    info = _parse_info(folder / SAVEDMODEL_INFO, path)
+    info = _savedmodel_info(path)
     import tensorflow as tf
 
     try:
@@ -159,12 +186,16 @@ def _savedmodel(path: Path, allow_unsafe: bool) -> Runtime:
     return Runtime(path, info, run)
 
 
+def _savedmodel_info(path: Path) -> ModelInfo:
+    return _parse_info(savedmodel_dir(path) / SAVEDMODEL_INFO, path)
+
+
 def _tflite(path: Path, allow_unsafe: bool) -> Runtime:
-    info = _parse_info(tflite_info_path(path), path)
+    info = _tflite_info(path)
     interpreter_module = _import("ai_edge_litert.interpreter", "ai-edge-litert", ".tflite")
     try:
         interpreter = interpreter_module.Interpreter(model_path=str(path),
-                                                     num_threads=_threads())
+                                                     num_threads=usable_cores())
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: not a readable LiteRT model ({first_line(exc)})") from None
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
@@ -182,9 +213,14 @@ def _tflite(path: Path, allow_unsafe: bool) -> Runtime:
     return Runtime(path, info, run)
 
 
+def _tflite_info(path: Path) -> ModelInfo:
+    return _parse_info(tflite_info_path(path), path)
+
+
 def _onnx(path: Path, allow_unsafe: bool) -> Runtime:
     session = _onnx_session(path)
-    info = _onnx_info(session, path)
+    meta = session.get_modelmeta().custom_metadata_map
+    info = _parse_text(meta.get(ONNX_INFO_KEY), path, f"metadata entry {ONNX_INFO_KEY!r}")
     name = session.get_inputs()[0].name
 
     def run(pixels: np.ndarray) -> np.ndarray:
@@ -196,7 +232,7 @@ def _onnx(path: Path, allow_unsafe: bool) -> Runtime:
 def _onnx_session(path: Path) -> Any:
     onnxruntime = _import("onnxruntime", "onnxruntime", ".onnx")
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    options.intra_op_num_threads = usable_cores()
     try:
         return onnxruntime.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
@@ -204,9 +240,23 @@ def _onnx_session(path: Path) -> Any:
         raise UserError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
 
 
-def _onnx_info(session: Any, path: Path) -> ModelInfo:
-    meta = session.get_modelmeta().custom_metadata_map
-    return _parse_text(meta.get(ONNX_INFO_KEY), path, f"metadata entry {ONNX_INFO_KEY!r}")
+def _onnx_info(path: Path) -> ModelInfo:
+    onnx = _import("onnx", "onnx", ".onnx")
+    try:  # the metadata only: no inference session, no weights read
+        props = onnx.load(str(path), load_external_data=False).metadata_props
+    except Exception as exc:  # onnx raises its own exception types
+        raise UserError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
+    entry = next((p.value for p in props if p.key == ONNX_INFO_KEY), None)
+    return _parse_text(entry, path, f"metadata entry {ONNX_INFO_KEY!r}")
+
+
+KERAS = ModelFormat("keras", ".keras", _keras, _keras_info, ".keras", "train")
+SAVEDMODEL = ModelFormat("savedmodel", "", _savedmodel, _savedmodel_info, "SavedModel", "export")
+TFLITE = ModelFormat("tflite", ".tflite", _tflite, _tflite_info, ".tflite", "export")
+ONNX = ModelFormat("onnx", ".onnx", _onnx, _onnx_info, ".onnx", "export")
+MODEL_FORMATS = {f.name: f for f in (KERAS, TFLITE, ONNX, SAVEDMODEL)}
+"""Every format a model runs from, by name: one entry per format (and one loader and
+info reader above); ``model_format`` picks the entry of a path by its suffix."""
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -231,12 +281,6 @@ def dequantize(values: np.ndarray, quantization: tuple[float, int]) -> np.ndarra
     if np.issubdtype(values.dtype, np.integer) and scale:
         return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
     return values.astype(np.float32)
-
-
-def _threads() -> int:
-    """All the cores this process may use (as Keras does)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
 
 
 def _import(module: str, package: str, what: str) -> Any:
@@ -268,7 +312,3 @@ def _parse_text(text: str | None, model_path: Path, where: str) -> ModelInfo:
         raise UserError(f"{model_path}: {where} is not imgclf's model info (class names and "
                         "image size); export the model again with imgclf export") from None
 
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type's name if it has none)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from imgclf import fsutil
-from imgclf.errors import UserError
+from imgclf.errors import UserError, first_line
 from imgclf.models import augment  # noqa: F401  registers RandomResizedCrop for loading
 from imgclf.models.info import INFO_NAME, ModelInfo
 
@@ -62,5 +62,5 @@ def load_model(path: str | os.PathLike[str],
             raise UserError(f"{path}: refused to load: the file contains code (e.g. a Lambda "
                             "layer) that would run on loading; if, and only if, you trust "
                             "the file, pass --allow-unsafe-model") from None
-        raise UserError(f"{path}: refused to load ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{path}: refused to load ({first_line(exc)})") from None
     return model, info

@@ -1,7 +1,8 @@
-"""The images the int8 model is calibrated on: a spread of the *train* split only.
+"""The int8 model's representative dataset: a spread of the *train* split only.
 
-Calibration fixes the int8 ranges of every tensor from these images; drawing them from
-val or test would let the scored images tune the model that is scored.
+The LiteRT converter fixes the int8 ranges of every tensor from these images (its
+``representative_dataset``); drawing them from val or test would let the scored images
+tune the model that is scored.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import numpy as np
 
 from imgclf.data.shards import SplitImages
 
-CALIBRATION_SPLIT = "train"
+REPRESENTATIVE_SPLIT = "train"
 
 
-def calibration_indices(n_available: int, n_wanted: int) -> np.ndarray:
+def spread_indices(n_available: int, n_wanted: int) -> np.ndarray:
     """``(min(n_wanted, n_available),)`` int indices spread evenly over ``0..n_available-1``.
 
     Evenly spaced rather than the first ones, so that whatever order the records are in
@@ -27,10 +28,10 @@ def calibration_indices(n_available: int, n_wanted: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_available - 1, n).round().astype(np.int64))
 
 
-def calibration_images(data: str | os.PathLike[str], n: int) -> np.ndarray:
+def representative_images(data: str | os.PathLike[str], n: int) -> np.ndarray:
     """``(N, S, S, 3)`` uint8 images of the prepared train split (``N = min(n, its size)``)."""
-    images = SplitImages(data, CALIBRATION_SPLIT)
-    picked = calibration_indices(len(images), n)
+    images = SplitImages(data, REPRESENTATIVE_SPLIT)
+    picked = spread_indices(len(images), n)
     if len(picked) == 0:
-        raise ValueError(f"the {CALIBRATION_SPLIT} split of {data} is empty")
+        raise ValueError(f"the {REPRESENTATIVE_SPLIT} split of {data} is empty")
     return np.stack([images[int(i)] for i in picked])

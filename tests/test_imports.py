@@ -38,12 +38,15 @@ CANNOT_CHANGE_OUTPUTS = {
     "imgclf": "the package's __init__: only the version string, shown by --version",
     "imgclf.cli": "the CLI wiring: argument parsing, help texts, the one-line error print",
     "imgclf.errors": "the error type: a failing stage writes no outputs",
+    "imgclf.params_help": "what each param means, for docs/params.md and --help; no stage "
+                          "imports it (rewording one reruns nothing)",
     "imgclf.report": "the PR report command; no stage runs it",
     "imgclf.tracking.wandb_run": "the W&B side channel: it logs what a stage hands it",
 }
 # Lowest first. A module may import its own folder and the layers below its own.
 LAYERS = (
-    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.fetch", "imgclf.params"),
+    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.fetch", "imgclf.params",
+     "imgclf.params_help"),
     # Peers, each on the base alone: a model never reaches into dataset code, and the
     # W&B tracker logs what it is handed (only the CLI uses it, see below).
     ("imgclf.data", "imgclf.models", "imgclf.tracking"),

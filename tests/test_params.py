@@ -280,7 +280,8 @@ def test_zero_fraction_is_refused(name: str) -> None:
 def test_negative_fraction_is_refused() -> None:
     # The others are in range and the three sum to 1: only the sign is wrong.
     message = error_of({"split": {"train": 0.8, "val": -0.1, "test": 0.3}})
-    assert "split.val: must be between 0 and 1, got -0.1" in message
+    assert message == ("params.yaml: split.val: must be above 0 and at most 1 (training "
+                       "validates on it every epoch), got -0.1")
 
 
 def test_negative_learning_rate() -> None:
@@ -347,7 +348,7 @@ def test_custom_arch_with_layers_loads() -> None:
         {"type": "dense", "units": 10},
     ))
     assert p.model.arch == "custom"
-    assert [layer["type"] for layer in p.model.layers][:2] == ["conv", "max_pool"]
+    assert [layer.type for layer in p.model.layers][:2] == ["conv", "max_pool"]
 
 
 def test_custom_arch_without_layers() -> None:

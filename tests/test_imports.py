@@ -38,10 +38,10 @@ CANNOT_CHANGE_OUTPUTS = {
     "imgclf": "the package's __init__: only the version string, shown by --version",
     "imgclf.cli": "the CLI wiring: argument parsing, help texts, the one-line error print",
     "imgclf.errors": "the error type: a failing stage writes no outputs",
-    "imgclf.params_help": "what each param means, for docs/params.md and --help; no stage "
-                          "imports it (rewording one reruns nothing)",
     "imgclf.report": "the PR report command; no stage runs it",
     "imgclf.tracking.wandb_run": "the W&B side channel: it logs what a stage hands it",
+    "imgclf.params_help": "what each param means, for docs/params.md and --help; no stage "
+                          "imports it (tests/test_params_deps.py), so rewording reruns nothing",
 }
 # Lowest first. A module may import its own folder and the layers below its own.
 LAYERS = (

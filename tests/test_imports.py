@@ -40,10 +40,13 @@ CANNOT_CHANGE_OUTPUTS = {
     "imgclf.errors": "the error type: a failing stage writes no outputs",
     "imgclf.report": "the PR report command; no stage runs it",
     "imgclf.tracking.wandb_run": "the W&B side channel: it logs what a stage hands it",
+    "imgclf.params_help": "what each param means, for docs/params.md and --help; no stage "
+                          "imports it (tests/test_params_deps.py), so rewording reruns nothing",
 }
 # Lowest first. A module may import its own folder and the layers below its own.
 LAYERS = (
-    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.fetch", "imgclf.params"),
+    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.fetch", "imgclf.params",
+     "imgclf.params_help"),
     # Peers, each on the base alone: a model never reaches into dataset code, and the
     # W&B tracker logs what it is handed (only the CLI uses it, see below).
     ("imgclf.data", "imgclf.models", "imgclf.tracking"),

@@ -19,6 +19,7 @@ from imgclf.params import (
     SplitParams,
     TrainParams,
     WandbParams,
+    flat_keys,
     load_params,
     params_from_dict,
     to_dict,
@@ -280,7 +281,8 @@ def test_zero_fraction_is_refused(name: str) -> None:
 def test_negative_fraction_is_refused() -> None:
     # The others are in range and the three sum to 1: only the sign is wrong.
     message = error_of({"split": {"train": 0.8, "val": -0.1, "test": 0.3}})
-    assert "split.val: must be between 0 and 1, got -0.1" in message
+    assert message == ("params.yaml: split.val: must be above 0 and at most 1 (training "
+                       "validates on it every epoch), got -0.1")
 
 
 def test_negative_learning_rate() -> None:
@@ -347,7 +349,7 @@ def test_custom_arch_with_layers_loads() -> None:
         {"type": "dense", "units": 10},
     ))
     assert p.model.arch == "custom"
-    assert [layer["type"] for layer in p.model.layers][:2] == ["conv", "max_pool"]
+    assert [layer.type for layer in p.model.layers][:2] == ["conv", "max_pool"]
 
 
 def test_custom_arch_without_layers() -> None:
@@ -518,3 +520,47 @@ def test_export_values_are_read() -> None:
 ])
 def test_bad_export_values_name_the_key(export: dict, message: str) -> None:
     assert message in error_of({"export": export})
+
+
+# --- every key -----------------------------------------------------------------------------
+
+
+def _set(key: str, value: Any) -> dict[str, Any]:
+    """``{"train": {"augment": {"crop": value}}}`` for ``"train.augment.crop"``."""
+    raw: dict[str, Any] = {}
+    node = raw
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("key", [k for k, _ in flat_keys(to_dict(Params()))])
+def test_a_value_of_the_wrong_type_names_its_key_in_one_line(key: str) -> None:
+    default = dict(flat_keys(to_dict(Params())))[key]
+    wrong = 12345 if isinstance(default, str) else {"a": "mapping"}
+    message = error_of(_set(key, wrong))
+    assert message.startswith(f"params.yaml: {key}: "), message
+    assert "expected" in message or "is not valid; choose one of" in message, message
+
+
+def test_custom_layers_get_their_defaults_and_round_trip() -> None:
+    p = params_from_dict(custom({"type": "conv", "filters": 8}, {"type": "dropout", "rate": 0}))
+    conv, dropout = p.model.layers
+    assert (conv.kernel, conv.strides, conv.activation) == (3, 1, "relu")
+    assert dropout.rate == 0.0 and isinstance(dropout.rate, float)
+    assert to_dict(p)["model"]["layers"][0] == {"type": "conv", "filters": 8, "kernel": 3,
+                                                 "strides": 1, "activation": "relu"}
+    assert params_from_dict(to_dict(p)) == p
+
+
+def test_a_layer_without_a_type_says_it_is_required() -> None:
+    assert error_of(custom({"filters": 8})).startswith(
+        "params.yaml: model.layers[0].type: required; choose one of conv, separable_conv")
+
+
+def test_the_params_are_frozen() -> None:
+    p = Params()
+    with pytest.raises(ValueError, match="frozen"):
+        p.train.epochs = 9  # type: ignore[misc]

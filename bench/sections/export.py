@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from bench.context import Bench
 from bench.framework import Figure, Target
 from bench.photos import class_files, copy_subset, count_images
@@ -35,7 +33,7 @@ def section_export(bench: Bench) -> list[Figure]:
 
     params = params_from_dict(bench.repo_params())
     model_params = ModelParams(arch="small") if bench.quick else \
-        dataclasses.replace(params.model, pretrained=False)
+        params.model.model_copy(update={"pretrained": False})
     size = 64 if bench.quick else params.data.image_size
     per_class, runs = EXPORT_PER_CLASS[not bench.quick], EXPORT_RUNS[not bench.quick]
     work = bench.work / "export"

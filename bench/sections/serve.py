@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import re
 import subprocess
 import time
@@ -44,7 +43,7 @@ def serve_model(bench: Bench) -> tuple[Path, int]:
     if bench.quick:
         model_params, size = ModelParams(arch="small"), 64
     else:
-        model_params = dataclasses.replace(params.model, pretrained=False)
+        model_params = params.model.model_copy(update={"pretrained": False})
         size = params.data.image_size
     path = bench.work / "serve" / "model.keras"
     path.parent.mkdir(parents=True)

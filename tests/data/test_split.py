@@ -9,7 +9,6 @@ import json
 import struct
 import zlib
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +194,8 @@ def test_report_skipped_reasons(messy_out: Path) -> None:
 
 def test_cross_class_duplicates_drop(messy_raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    split_stage.run(DATA, replace(SPLIT, cross_class_duplicates="drop"), messy_raw, out)
+    split_stage.run(DATA, SPLIT.model_copy(update={"cross_class_duplicates": "drop"}),
+                    messy_raw, out)
     report = read_report(out)
     reasons = {s["path"]: s["reason"] for s in report["skipped"]}
     assert reasons["cat/shared.png"] == "the same image is in another class"
@@ -207,8 +207,8 @@ def test_cross_class_duplicates_drop(messy_raw: Path, tmp_path: Path) -> None:
 
 def test_cross_class_duplicates_error_names_the_files(messy_raw: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
-        split_stage.run(DATA, replace(SPLIT, cross_class_duplicates="error"), messy_raw,
-                        tmp_path / "out")
+        split_stage.run(DATA, SPLIT.model_copy(update={"cross_class_duplicates": "error"}),
+                        messy_raw, tmp_path / "out")
     message = str(info.value)
     assert "cat/shared.png" in message and "fox/shared.png" in message
     assert "split.cross_class_duplicates" in message
@@ -303,7 +303,7 @@ def test_class_with_only_conflicting_images_is_dropped(tmp_path: Path) -> None:
         (raw / "a" / f"dup{i}.png").write_bytes(data)
         (raw / "c" / f"dup{i}.png").write_bytes(data)
     out = tmp_path / "out"
-    split_stage.run(DATA, replace(SPLIT, cross_class_duplicates="drop"), raw, out)
+    split_stage.run(DATA, SPLIT.model_copy(update={"cross_class_duplicates": "drop"}), raw, out)
     meta = read_meta(out)
     assert meta.class_names == ["a", "b"]
     rows = read_manifest(out)
@@ -596,7 +596,7 @@ def test_real_near_copies_are_one_group_and_a_mirror_image_is_not(tmp_path: Path
 def test_near_duplicates_zero_groups_byte_identical_files_only(messy_raw: Path,
                                                                 tmp_path: Path) -> None:
     out = tmp_path / "out"
-    split_stage.run(DATA, replace(SPLIT, near_duplicates=0.0), messy_raw, out)
+    split_stage.run(DATA, SPLIT.model_copy(update={"near_duplicates": 0.0}), messy_raw, out)
     groups = sorted(sorted(g) for g in read_report(out)["duplicate_groups"])
     assert groups == [["cat/cat_00.png", "cat/copy_of_00.png"],
                       ["cat/shared.png", "fox/shared.png"]]
@@ -622,7 +622,8 @@ def test_sub_folders_passed_over_are_in_the_report(tmp_path: Path) -> None:
 def test_empty_class_folder_and_large_losses_are_warned_on_the_console(
         messy_raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    split_stage.run(DATA, replace(SPLIT, cross_class_duplicates="drop"), messy_raw, out)
+    split_stage.run(DATA, SPLIT.model_copy(update={"cross_class_duplicates": "drop"}),
+                    messy_raw, out)
     err = capsys.readouterr().err
     where = f"; see {out / 'report.json'}"
     lines = [line for line in err.splitlines() if line.startswith("split: warning:")]

@@ -8,7 +8,15 @@ from imgclf.models.architectures import (
     build_layer_list,
     build_model,
 )
-from imgclf.params import BACKBONES, Arch, AugmentParams, ModelParams, params_from_dict
+from imgclf.params import (
+    BACKBONES,
+    Arch,
+    AugmentParams,
+    ConvLayer,
+    FlattenLayer,
+    ModelParams,
+    params_from_dict,
+)
 
 
 def _count(model: keras.Model, cls: type) -> int:
@@ -51,14 +59,14 @@ def test_custom_layers_from_params() -> None:
 
 
 def test_conv_only_list_gets_global_pooling() -> None:
-    model = build_layer_list([{"type": "conv", "filters": 4}], 16, 2)
+    model = build_layer_list([ConvLayer(filters=4)], 16, 2)
     assert _count(model, keras.layers.GlobalAveragePooling2D) == 1
 
 
 def test_augmentation_only_in_training() -> None:
     aug = augmentation(AugmentParams(flip=True, rotation=0.1, zoom=0.1, contrast=0.2), seed=0)
     assert len(aug) == 4
-    model = build_layer_list([{"type": "flatten"}], 8, 2, aug)
+    model = build_layer_list([FlattenLayer()], 8, 2, aug)
     x = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(model(x, training=False)),
                                   np.asarray(model(x, training=False)))

@@ -18,7 +18,21 @@ import keras
 from keras import layers
 
 from imgclf.models.augment import RandomResizedCrop
-from imgclf.params import BACKBONES, LAYER_SCHEMA, AugmentParams, ModelParams
+from imgclf.params import (
+    BACKBONES,
+    AugmentParams,
+    AvgPoolLayer,
+    BatchNormLayer,
+    ConvLayer,
+    DenseLayer,
+    DropoutLayer,
+    FlattenLayer,
+    GlobalAvgPoolLayer,
+    Layer,
+    MaxPoolLayer,
+    ModelParams,
+    SeparableConvLayer,
+)
 
 # arch -> (conv filters, dense units); each conv is followed by 2x2 max pooling and
 # each dense layer by dropout of model.dropout.
@@ -65,45 +79,43 @@ def _compact(model: ModelParams, image_size: int, n_classes: int,
     return keras.Model(inputs, outputs, name="imgclf")
 
 
-def layer_specs(model: ModelParams) -> list[dict[str, Any]]:
+def layer_specs(model: ModelParams) -> list[Layer]:
     """The layer list of ``model.arch``: the named CNNs expanded, or ``model.layers``."""
     if model.arch == "custom":
         return list(model.layers)
     convs, denses = CNN_SIZES[model.arch]
-    specs: list[dict[str, Any]] = []
+    specs: list[Layer] = []
     for filters in convs:
-        specs += [{"type": "conv", "filters": filters}, {"type": "max_pool"}]
-    specs.append({"type": "flatten"})
+        specs += [ConvLayer(filters=filters), MaxPoolLayer()]
+    specs.append(FlattenLayer())
     for units in denses:
-        specs += [{"type": "dense", "units": units}, {"type": "dropout", "rate": model.dropout}]
+        specs += [DenseLayer(units=units), DropoutLayer(rate=model.dropout)]
     return specs
 
 
-def _layer(spec: dict[str, Any]) -> keras.layers.Layer:
-    # Fill in the schema's defaults so every key below is present.
-    s = {k: default for k, (_, default) in LAYER_SCHEMA[spec["type"]].items()} | spec
-    match s["type"]:
-        case "conv":
-            return layers.Conv2D(s["filters"], s["kernel"], strides=s["strides"],
-                                 padding="same", activation=s["activation"])
-        case "separable_conv":
-            return layers.SeparableConv2D(s["filters"], s["kernel"], strides=s["strides"],
-                                          padding="same", activation=s["activation"])
-        case "max_pool":
-            return layers.MaxPooling2D(s["size"])
-        case "avg_pool":
-            return layers.AveragePooling2D(s["size"])
-        case "global_avg_pool":
+def _layer(spec: Layer) -> keras.layers.Layer:
+    match spec:
+        case ConvLayer():
+            return layers.Conv2D(spec.filters, spec.kernel, strides=spec.strides,
+                                 padding="same", activation=spec.activation)
+        case SeparableConvLayer():
+            return layers.SeparableConv2D(spec.filters, spec.kernel, strides=spec.strides,
+                                          padding="same", activation=spec.activation)
+        case MaxPoolLayer():
+            return layers.MaxPooling2D(spec.size)
+        case AvgPoolLayer():
+            return layers.AveragePooling2D(spec.size)
+        case GlobalAvgPoolLayer():
             return layers.GlobalAveragePooling2D()
-        case "flatten":
+        case FlattenLayer():
             return layers.Flatten()
-        case "batch_norm":
+        case BatchNormLayer():
             return layers.BatchNormalization()
-        case "dense":
-            return layers.Dense(s["units"], activation=s["activation"])
-        case "dropout":
-            return layers.Dropout(s["rate"])
-    raise ValueError(f"unknown layer type {s['type']!r}")  # params validation prevents this
+        case DenseLayer():
+            return layers.Dense(spec.units, activation=spec.activation)
+        case DropoutLayer():
+            return layers.Dropout(spec.rate)
+    raise ValueError(f"unknown layer type {spec.type!r}")  # params validation prevents this
 
 
 def augmentation(augment: AugmentParams, seed: int) -> list[keras.layers.Layer]:
@@ -212,7 +224,7 @@ def unfreeze_top(model: keras.Model, n_layers: int) -> int:
     return count
 
 
-def build_layer_list(specs: list[dict[str, Any]], image_size: int, n_classes: int,
+def build_layer_list(specs: list[Layer], image_size: int, n_classes: int,
                      augment: list[keras.layers.Layer] | None = None) -> keras.Model:
     """A Sequential classifier from a layer list (the named CNNs and ``custom``).
 
@@ -226,9 +238,9 @@ def build_layer_list(specs: list[dict[str, Any]], image_size: int, n_classes: in
     model.add(layers.Rescaling(1.0 / 255))
     flat = False
     for spec in specs:
-        if spec["type"] == "dense" and not flat:
+        if spec.type == "dense" and not flat:
             model.add(layers.Flatten())
-        flat = flat or spec["type"] in ("dense", "flatten", "global_avg_pool")
+        flat = flat or spec.type in ("dense", "flatten", "global_avg_pool")
         model.add(_layer(spec))
     if not flat:
         model.add(layers.GlobalAveragePooling2D())

@@ -13,7 +13,6 @@ chief writes the model, the learning curves and the W&B run.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -62,7 +61,7 @@ def backup_dir(model_path: Path, model_params: ModelParams, train: TrainParams,
     chief each get their own folder: on a shared filesystem they would otherwise
     write the same files.
     """
-    key = json.dumps([dataclasses.asdict(model_params), dataclasses.asdict(train),
+    key = json.dumps([model_params.model_dump(), train.model_dump(),
                       (data / "meta.json").read_text(encoding="utf-8")], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     name = digest if task is None or task.chief else f"{digest}-worker{task.index}"
@@ -185,4 +184,4 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     print(f"train: saved {model_path}")
     return Trained({"arch": model_params.arch, "class_names": meta.class_names,
                     "image_size": meta.image_size, "parameters": model.count_params(),
-                    "train": dataclasses.asdict(train)}, dict(meta.counts))
+                    "train": train.model_dump()}, dict(meta.counts))

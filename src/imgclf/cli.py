@@ -13,17 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import get_args
 
-from imgclf import __version__, env, report
+from imgclf import __version__, env, pr_report
 from imgclf.data.layout import IMAGE_SUFFIXES
 from imgclf.errors import UserError
+from imgclf.evaluation.folder import FOLDER_METRICS, FOLDER_PLOTS
 from imgclf.params import Params, Tta, load_params
 from imgclf.serving import defaults as serve
 
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
 STAGE_GALLERY = "metrics/gallery/misclassified.png"  # as dvc.yaml's evaluate passes it
-# Where `imgclf evaluate --data FOLDER` writes (as imgclf.evaluation.evaluate says, which
-# the CLI does not import before it runs).
-FOLDER_METRICS, FOLDER_PLOTS = "metrics/folder/eval.json", "metrics/folder/plots"
 
 DESCRIPTION = """\
 A DVC-versioned image-classification pipeline. The stages run in this order
@@ -121,11 +119,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         # Not a prepared split: a folder of class sub-folders, scored outside the pipeline
         # (untracked, and into its own outputs so the stage's committed ones stay as
         # they are).
-        params = _params_or_defaults(args.params)
-        from imgclf.evaluation import evaluate
-
-        evaluate.run_folder(params.evaluate, data, args.model, args.metrics or FOLDER_METRICS,
-                            args.plots or FOLDER_PLOTS, allow_unsafe_model=args.allow_unsafe_model)
+        _evaluate_folder(args)
         return
     params = load_params(args.params)
     from imgclf.evaluation import evaluate
@@ -138,6 +132,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         tracker.log_summary(scored.metrics)
         tracker.log_test_results(scored.images, scored.y_true, scored.probs,
                                  scored.class_names, scored.curves, scored.mistakes)
+
+
+def _evaluate_folder(args: argparse.Namespace) -> None:
+    # A function of its own, so the evaluate stage's deps leave out the code it runs.
+    params = _params_or_defaults(args.params)
+    from imgclf.evaluation import folder
+
+    folder.run_folder(params.evaluate, args.data, args.model, args.metrics or FOLDER_METRICS,
+                      args.plots or FOLDER_PLOTS, allow_unsafe_model=args.allow_unsafe_model)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -347,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gallery", default=STAGE_GALLERY,
                    help="the report's picture of the most confident mistakes")
     _add_unsafe_flag(p)
-    report.add_parser(sub)
+    pr_report.add_parser(sub)
 
     p = add("recipe", _recipe, "print a recipe file's params as dvc exp run -S flags",
             "Print '-S key=value' for every param a recipe file sets (a YAML file with only "

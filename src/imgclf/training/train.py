@@ -35,7 +35,7 @@ from imgclf.models.saving import ModelInfo, save_model
 from imgclf.models.weights import weights_path
 from imgclf.params import ModelParams, TrainParams
 from imgclf.training.balance import class_weights
-from imgclf.training.dataset import make_dataset
+from imgclf.data.records import make_dataset
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
 from imgclf.training.live import LiveCallback, open_live
 from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot

@@ -43,7 +43,8 @@ CANNOT_CHANGE_OUTPUTS = {
 }
 # Lowest first. A module may import its own folder and the layers below its own.
 LAYERS = (
-    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.fetch", "imgclf.params"),
+    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.progress", "imgclf.fetch",
+     "imgclf.params"),
     # Peers, each on the base alone: a model never reaches into dataset code, and the
     # W&B tracker logs what it is handed (only the CLI uses it, see below).
     ("imgclf.data", "imgclf.models", "imgclf.tracking"),

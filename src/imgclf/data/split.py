@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
@@ -36,6 +35,7 @@ from imgclf.data.split_report import set_aside_warnings, split_report
 from imgclf.data.stratify import SPLITS, stratified_group_split
 from imgclf.errors import UserError
 from imgclf.params import DataParams, SplitParams
+from imgclf.progress import progress
 
 PARALLEL_MIN_FILES = 64  # below this, starting worker processes costs more than it saves
 
@@ -165,8 +165,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         skipped = list(found.skipped)
         results = _decoded([str(raw / f) for f, _ in found.files], size, tmp,
                            split.encoding, split.quality)
-        bar = tqdm(results, total=len(found.files), desc="split: decoding", unit="img",
-                   mininterval=0.5)
+        bar = progress(results, total=len(found.files), desc="split: decoding", unit="img")
         for i, result in enumerate(bar):
             if isinstance(result, str):
                 skipped.append({"path": found.files[i][0], "reason": result})

@@ -3,7 +3,7 @@ images decoded in a parallel map, bounded memory.
 
 The reader of :mod:`imgclf.data.shards`' files, for train and evaluate alike. Why the
 pipeline is tuned as it is (no autotuning, the shuffle buffer's size) was measured:
-see docs/performance.md, "The input pipeline".
+see docs/performance.md, "Measurements behind the code".
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     by_file = shuffle and 1 < workers <= len(files)
     steps = -(-count // batch_size)
     ds = _records(files, shuffle, seed, repeat=by_file)
-    if shuffle:  # of the encoded records: ~16 KB a JPEG at 224 px, not 150 KB of pixels
+    if shuffle:  # of the encoded records, far smaller than their pixels
         record_bytes = max(1, meta.sizes.get(split, 0) // max(count, 1))
         buffer = max(64, min(count, SHUFFLE_BYTES // record_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -116,7 +116,7 @@ def _options(by_file: bool) -> tf.data.Options:
     policy = tf.data.experimental.AutoShardPolicy
     options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
     # No autotuning: under Keras' fit, tf.data's autotuner stalled training on a small
-    # machine (docs/performance.md, "The input pipeline"). AUTOTUNE parallelism then
-    # means one thread per core.
+    # machine (docs/performance.md, "Measurements behind the code"). AUTOTUNE
+    # parallelism then means one thread per core.
     options.autotune.enabled = False
     return options

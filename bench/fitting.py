@@ -46,8 +46,8 @@ def timed_epoch(model: Any, ds: Any, n_images: int) -> float:
 
 def shard_datasets(prepared: Path, batch: int) -> tuple[Any, Any, Any]:
     """(meta, shuffled train batches, val batches) exactly as the train stage makes them."""
+    from imgclf.data.records import make_dataset
     from imgclf.data.shards import read_meta
-    from imgclf.training.dataset import make_dataset
 
     meta = read_meta(prepared)
     train = make_dataset(prepared, meta, "train", batch, shuffle=True, seed=42)

@@ -20,7 +20,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from imgclf import report
+from imgclf import pr_report
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
@@ -189,7 +189,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", [
-    "src/imgclf/cli.py", "src/imgclf/data/download.py", "src/imgclf/report/__init__.py",
+    "src/imgclf/cli.py", "src/imgclf/data/download.py", "src/imgclf/pr_report/__init__.py",
     "requirements.lock", "pyproject.toml", "dvc.yaml", "dvc.lock", "params.yaml",
     ".dvc/config", "metrics/eval.json", ".gitignore", ".env.example", "README.md",
 ])
@@ -274,7 +274,7 @@ def test_pr_workflow_reproduces_and_comments_once() -> None:
     assert cache["with"]["path"] == ".dvc/cache"
     script = next(s for s in all_steps if s.get("uses", "").startswith("actions/github-script@"))
     body = script["with"]["script"]
-    assert report.MARKER in body and "updateComment" in body and "createComment" in body
+    assert pr_report.MARKER in body and "updateComment" in body and "createComment" in body
 
 
 def test_main_workflow_runs_make_test_on_pushes_to_main() -> None:

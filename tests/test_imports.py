@@ -38,21 +38,21 @@ CANNOT_CHANGE_OUTPUTS = {
     "imgclf": "the package's __init__: only the version string, shown by --version",
     "imgclf.cli": "the CLI wiring: argument parsing, help texts, the one-line error print",
     "imgclf.errors": "the error type: a failing stage writes no outputs",
-    "imgclf.report": "the PR report command; no stage runs it",
+    "imgclf.pr_report": "the PR report command; no stage runs it",
     "imgclf.tracking.wandb_run": "the W&B side channel: it logs what a stage hands it",
     "imgclf.params_help": "what each param means, for docs/params.md and --help; no stage "
                           "imports it (tests/test_params_deps.py), so rewording reruns nothing",
 }
 # Lowest first. A module may import its own folder and the layers below its own.
 LAYERS = (
-    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.fetch", "imgclf.params",
-     "imgclf.params_help"),
+    ("imgclf", "imgclf.errors", "imgclf.env", "imgclf.fsutil", "imgclf.progress", "imgclf.fetch",
+     "imgclf.params", "imgclf.params_help"),
     # Peers, each on the base alone: a model never reaches into dataset code, and the
     # W&B tracker logs what it is handed (only the CLI uses it, see below).
     ("imgclf.data", "imgclf.models", "imgclf.tracking"),
     ("imgclf.training", "imgclf.inference"),
     ("imgclf.evaluation", "imgclf.export", "imgclf.serving"),
-    ("imgclf.report", "imgclf.recipe"),
+    ("imgclf.pr_report", "imgclf.recipe"),
     ("imgclf.cli",),
     ("imgclf.__main__",),
 )
@@ -201,7 +201,10 @@ def test_the_closure_follows_function_level_imports() -> None:
     """The test's own machinery: evaluate imports the flip averaging inside the package."""
     found = stage_closure(stages()["evaluate"])
     assert "imgclf.inference.batch" in found
-    assert "imgclf.inference.predict" in found  # imported inside evaluate.run_folder
+    assert "imgclf.models.saving" in found  # imported inside runtimes.load_runtime
+    # evaluate --data FOLDER reads files as predict does; the stage runs neither.
+    assert "imgclf.inference.predict" in closure({"imgclf.evaluation.folder"}, ())
+    assert not found & {"imgclf.inference.predict", "imgclf.evaluation.folder"}
     # The stages hand their results to the tracker, which imports no stage code.
     assert "imgclf.tracking.wandb_run" not in closure({"imgclf.evaluation.evaluate"}, ())
     assert "imgclf.tracking.wandb_run" not in closure({"imgclf.training.train"}, ())

@@ -22,9 +22,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from imgclf import report
+from imgclf import pr_report
 from imgclf.errors import UserError
-from imgclf.report import plots as report_plots
+from imgclf.pr_report import plots as report_plots
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -104,7 +104,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def built(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     plots = tmp_path_factory.mktemp("plots")
-    return report.build_report("main", repo, plots_dir=plots, link_prefix="img/"), plots
+    return pr_report.build_report("main", repo, plots_dir=plots, link_prefix="img/"), plots
 
 
 def section(text: str, title: str) -> str:
@@ -137,7 +137,7 @@ def vertices(path: ET.Element) -> int:
 
 def test_report_starts_with_the_marker_and_names_the_base(built: tuple[str, Path]) -> None:
     text, _ = built
-    assert text.splitlines()[0] == report.MARKER
+    assert text.splitlines()[0] == pr_report.MARKER
     assert "`main`" in text
 
 
@@ -189,7 +189,7 @@ def test_confusion_svg_has_one_matrix_per_revision(built: tuple[str, Path]) -> N
 
 def test_png_format_draws_both_revisions_colours(repo: Path, tmp_path: Path,
                                                  built: tuple[str, Path]) -> None:
-    text = report.build_report("main", repo, plots_dir=tmp_path, fmt="png")
+    text = pr_report.build_report("main", repo, plots_dir=tmp_path, fmt="png")
     assert "![Loss](" in text and "loss.png)" in text
     image = Image.open(tmp_path / "loss.png")
     assert image.format == "PNG" and image.width >= 600  # drawn at twice Vega's size
@@ -227,7 +227,7 @@ def test_new_plot_with_two_fields_shows_only_in_the_workspace(built: tuple[str, 
 
 def test_run_writes_the_file_with_links_relative_to_it(repo: Path, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    report.add_parser(parser.add_subparsers(dest="command"))
+    pr_report.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "out" / "report.md"
     args = parser.parse_args(["report", "--base", "main", "--output", str(out),
                               "--plots-dir", str(tmp_path / "pics"), "--repo", str(repo)])
@@ -240,7 +240,7 @@ def test_run_writes_the_file_with_links_relative_to_it(repo: Path, tmp_path: Pat
 def test_image_url_links_the_hosted_images(repo: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    report.add_parser(parser.add_subparsers(dest="command"))
+    pr_report.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", "--repo", str(repo), "--plots-dir", str(tmp_path),
                               "--format", "png", "--image-url", "https://example.com/pr-1/"])
     args.func(args)
@@ -250,7 +250,7 @@ def test_image_url_links_the_hosted_images(repo: Path, tmp_path: Path,
 def test_no_changes_say_so(repo: Path, tmp_path: Path) -> None:
     sh(repo, "git", "stash", "-q", "-u")  # the workspace back to main, for this test only
     try:
-        text = report.build_report("main", repo, plots_dir=tmp_path)
+        text = pr_report.build_report("main", repo, plots_dir=tmp_path)
     finally:
         sh(repo, "git", "stash", "pop", "-q")
     assert "No params changed." in text and "No metrics changed." in text
@@ -260,7 +260,7 @@ def test_no_changes_say_so(repo: Path, tmp_path: Path) -> None:
 
 def test_unknown_base_is_a_user_error(repo: Path) -> None:
     with pytest.raises(UserError, match="--base nope: not a git revision"):
-        report.build_report("nope", repo)
+        pr_report.build_report("nope", repo)
 
 
 def test_pictures_are_not_drawn_as_empty_charts(built: tuple[str, Path]) -> None:
@@ -294,4 +294,4 @@ def test_a_template_vl_convert_cannot_draw_is_a_user_error(tmp_path: Path) -> No
     sh(repo, "git", "commit", "-qm", "base")
     (repo / "acc.json").write_text(json.dumps([{"step": 0, "acc": 0.6}]))
     with pytest.raises(UserError, match=r"plot 'acc\.json' of dvc\.yaml: vl-convert cannot draw"):
-        report.build_report("main", repo, plots_dir=tmp_path / "plots")
+        pr_report.build_report("main", repo, plots_dir=tmp_path / "plots")

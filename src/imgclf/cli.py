@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import get_args
 
-from imgclf import __version__, env, report
+from imgclf import __version__, env, pr_report
 from imgclf.errors import UserError
+from imgclf.evaluation.folder import FOLDER_METRICS, FOLDER_PLOTS
 from imgclf.inference.options import BATCH_SIZE, FORMATS, TOP_K
 from imgclf.params import Params, Tta, load_params
 from imgclf.serving.settings import DEFAULTS, ENV_PREFIX, ServeSettings, option
@@ -22,9 +23,6 @@ from imgclf.serving.settings import DEFAULTS, ENV_PREFIX, ServeSettings, option
 MODEL, PREPARED = "models/model.keras", "data/prepared"  # the train and split stages' outputs
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
 STAGE_GALLERY = "metrics/gallery/misclassified.png"  # as dvc.yaml's evaluate passes it
-# Where `imgclf evaluate --data FOLDER` writes (as imgclf.evaluation.evaluate says, which
-# the CLI does not import before it runs).
-FOLDER_METRICS, FOLDER_PLOTS = "metrics/folder/eval.json", "metrics/folder/plots"
 
 DESCRIPTION = """\
 A DVC-versioned image-classification pipeline. The stages run in this order
@@ -122,11 +120,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         # Not a prepared split: a folder of class sub-folders, scored outside the pipeline
         # (untracked, and into its own outputs so the stage's committed ones stay as
         # they are).
-        params = _params_or_defaults(args.params)
-        from imgclf.evaluation import evaluate
-
-        evaluate.run_folder(params.evaluate, data, args.model, args.metrics or FOLDER_METRICS,
-                            args.plots or FOLDER_PLOTS, allow_unsafe_model=args.allow_unsafe_model)
+        _evaluate_folder(args)
         return
     params = load_params(args.params)
     from imgclf.evaluation import evaluate
@@ -139,6 +133,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         tracker.log_summary(scored.metrics)
         tracker.log_test_results(scored.images, scored.y_true, scored.probs,
                                  scored.class_names, scored.curves, scored.mistakes)
+
+
+def _evaluate_folder(args: argparse.Namespace) -> None:
+    # A function of its own, so the evaluate stage's deps leave out the code it runs.
+    params = _params_or_defaults(args.params)
+    from imgclf.evaluation import folder
+
+    folder.run_folder(params.evaluate, args.data, args.model, args.metrics or FOLDER_METRICS,
+                      args.plots or FOLDER_PLOTS, allow_unsafe_model=args.allow_unsafe_model)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -359,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_stages(sub)
     _add_predict(sub)
     _add_serve(sub)
-    report.add_parser(sub)
+    pr_report.add_parser(sub)
     _add_recipe(sub)
     return parser
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import http.client
 import math
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tqdm import tqdm
-
 from imgclf import __version__, env
 from imgclf.errors import UserError
+from imgclf.progress import progress
 
 USER_AGENT = f"imgclf/{__version__}"
 TIMEOUT_ENV = "IMGCLF_HTTP_TIMEOUT"
@@ -27,7 +25,6 @@ TIMEOUT_ENV = "IMGCLF_HTTP_TIMEOUT"
 DEFAULT_TIMEOUT_S = 60.0
 _MORE_TIME = (f"if the server is just slow, allow more seconds with {TIMEOUT_ENV}=SECONDS "
               "(or imgclf download --timeout SECONDS)")
-_BAR = {"mininterval": 0.5, "file": sys.stderr, "leave": False}
 
 
 def http_timeout(timeout: float | None = None) -> float:
@@ -81,8 +78,8 @@ def fetch_url(request: urllib.request.Request | str, dest: Path, hint: str,
                 open(dest, "wb") as f:
             answered = True
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, desc=f"downloading from {host}", unit="B", unit_scale=True,
-                      unit_divisor=1024, **_BAR) as bar:
+            with progress(total=total, desc=f"downloading from {host}", unit="B",
+                          unit_scale=True, unit_divisor=1024) as bar:
                 # read1, not read: it returns what has arrived instead of waiting for a full
                 # chunk, so the count of bytes received is right when a transfer stalls.
                 while chunk := response.read1(1 << 20):

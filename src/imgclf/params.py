@@ -327,6 +327,7 @@ class ExportParams(Section):
     min_agreement: float = Field(0.995, ge=0, le=1)
     int8_max_accuracy_drop: float = Field(0.01, ge=0, le=1)
     int8_max_size_ratio: float = Field(0.35, gt=0)
+    strict: bool = False
 
 
 class WandbParams(Section):

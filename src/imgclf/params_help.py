@@ -212,7 +212,8 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "export": (
         "The export stage: which formats to write from the trained model, and their bounds. A "
-        "format that misses its bound fails the stage, saying by how much (see "
+        "format that misses a bound fails the stage, saying by how much, unless the miss is soft "
+        "(see "
         "[Export](export.md))."
     ),
     "export.formats": (
@@ -236,6 +237,12 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "export.int8_max_size_ratio": (
         "int8's file size may be at most this fraction of the `.keras` file's"
+    ),
+    "export.strict": (
+        "`false`: a soft miss (a format that disagrees with Keras only on images Keras itself "
+        "is unsure of: wobble at the decision boundary) is warned on and written to "
+        "`metrics/export.json`, and the stage goes on; `true`: it fails the stage like any "
+        "other miss (see [Export](export.md))"
     ),
     "wandb": (
         "Weights & Biases tracking of train and evaluate; it never changes an output. No stage "

@@ -9,6 +9,7 @@ from PIL import Image
 from imgclf import cli
 from imgclf.data.shards import read_meta
 from imgclf.evaluation import evaluate
+from imgclf.evaluation.folder import FOLDER_KEY, FOLDER_METRICS, FOLDER_PLOTS, run_folder
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.params import EvaluateParams
 
@@ -101,8 +102,8 @@ def test_gallery_images_follow_the_scored_order(tmp_path: Path,
     """Unshuffled, every split is scored in its records' order, even across shards, so
     the gallery's images are the scored ones."""
     from imgclf.data import split
+    from imgclf.data.records import make_dataset
     from imgclf.params import DataParams, SplitParams
-    from imgclf.training.dataset import make_dataset
 
     image_folder(tmp_path / "raw", ["a", "b", "c"], per_class=20)  # type: ignore[operator]
     split.run(DataParams(image_size=16), SplitParams(train=0.5, val=0.25, test=0.25,
@@ -146,8 +147,8 @@ def test_evaluate_on_a_folder_writes_the_same_metrics_and_plots(
     out, err = capsys.readouterr()
     assert "broken.jpg" in err and "not an image" in err
     assert "folder accuracy" in out and "1 unreadable files skipped" in out
-    metrics = json.loads((tmp_path / evaluate.FOLDER_METRICS).read_text())
-    assert list(metrics) == [evaluate.FOLDER_KEY]
+    metrics = json.loads((tmp_path / FOLDER_METRICS).read_text())
+    assert list(metrics) == [FOLDER_KEY]
     folder = metrics["folder"]
     assert set(folder) == METRIC_KEYS
     assert folder["n"] == 14
@@ -155,21 +156,19 @@ def test_evaluate_on_a_folder_writes_the_same_metrics_and_plots(
     assert folder["per_class"]["red"]["support"] == 8
     assert folder["per_class"]["blue"]["support"] == 6
     assert folder["accuracy"] == pytest.approx(12 / 14, abs=1e-6)  # the mislabelled two
-    plots = tmp_path / evaluate.FOLDER_PLOTS
+    plots = tmp_path / FOLDER_PLOTS
     check_plots(plots, ["blue", "green", "red"], 14)
     confusion = json.loads((plots / "confusion.json").read_text())
     assert confusion.count({"actual": "red", "predicted": "green"}) == 2
     with Image.open(plots / "misclassified.png") as im:  # two images, not the empty note
         assert im.height > 250
     assert not (tmp_path / "metrics" / "eval.json").exists()  # the stage's file is untouched
-    assert (cli.FOLDER_METRICS, cli.FOLDER_PLOTS) == (evaluate.FOLDER_METRICS,
-                                                      evaluate.FOLDER_PLOTS)
 
 
 def test_evaluate_on_a_folder_with_explicit_outputs(labelled_folder: Path, tiny_model: Path,
                                                     tmp_path: Path) -> None:
-    evaluate.run_folder(EvaluateParams(batch_size=4), labelled_folder, tiny_model,
-                        tmp_path / "m.json", tmp_path / "p")
+    run_folder(EvaluateParams(batch_size=4), labelled_folder, tiny_model,
+               tmp_path / "m.json", tmp_path / "p")
     assert json.loads((tmp_path / "m.json").read_text())["folder"]["n"] == 14
     check_plots(tmp_path / "p", ["blue", "green", "red"], 14)
 
@@ -192,5 +191,5 @@ def test_a_folder_without_images_is_a_user_error(tiny_model: Path, tmp_path: Pat
 
     (tmp_path / "data" / "red").mkdir(parents=True)
     with pytest.raises(UserError, match="no image files"):
-        evaluate.run_folder(EvaluateParams(), tmp_path / "data", tiny_model,
-                            tmp_path / "m.json", tmp_path / "p")
+        run_folder(EvaluateParams(), tmp_path / "data", tiny_model,
+                   tmp_path / "m.json", tmp_path / "p")

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
+from imgclf.data.records import make_dataset
 from imgclf.data.shards import read_meta
 from imgclf.params import TrainParams
-from imgclf.training.dataset import make_dataset
 from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
 
 LOSSES = ["sparse_categorical_crossentropy", "categorical_crossentropy"]

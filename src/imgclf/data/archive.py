@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import stat
-import sys
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -22,9 +21,8 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import IO, Literal
 
-from tqdm import tqdm
-
 from imgclf.errors import UserError
+from imgclf.progress import progress
 
 Format = Literal["zip", "tar"]
 
@@ -116,8 +114,7 @@ def _target(dest: Path, name: str) -> Path:
 
 def _write(dest: Path, members: list[Member]) -> None:
     """Write checked members as plain files and folders (no modes, owners or links kept)."""
-    for name, opener in tqdm(members, desc="extracting", unit="file", mininterval=0.5,
-                             file=sys.stderr, leave=False):
+    for name, opener in progress(members, desc="extracting", unit="file"):
         target = _target(dest, name)
         if opener is None:
             target.mkdir(parents=True, exist_ok=True)

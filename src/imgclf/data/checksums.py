@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
 from imgclf.errors import UserError
 from imgclf.fsutil import sha256_file
+from imgclf.progress import progress
 
 _LINE_RE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
@@ -91,8 +89,7 @@ def verify_folder(root: str | os.PathLike[str], manifest: Mapping[str, str],
     """Hash every file of ``manifest`` under ``root``; files not in the manifest are ignored."""
     root = Path(root)
     missing, mismatched = [], []
-    for name, expected in tqdm(sorted(manifest.items()), desc=desc, unit="file",
-                               mininterval=0.5, file=sys.stderr, leave=False):
+    for name, expected in progress(sorted(manifest.items()), desc=desc, unit="file"):
         path = root / name
         if not path.is_file():
             missing.append(name)

@@ -4,17 +4,12 @@ and the copy-and-verify of a known dataset against its sha256 manifest."""
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
-
-from tqdm import tqdm
 
 from imgclf.data.checksums import Manifest, verify_folder
 from imgclf.data.layout import class_dirs, has_image_suffix, split_class_files, visible_files
 from imgclf.errors import UserError
-
-# Progress bars of the copies: on stderr, not redrawn more than twice a second.
-_BAR = {"mininterval": 0.5, "file": sys.stderr, "leave": False}
+from imgclf.progress import progress
 
 
 def find_class_root(folder: Path, origin: str) -> Path:
@@ -39,7 +34,7 @@ def find_class_root(folder: Path, origin: str) -> Path:
 
 def _copy_all(root: Path, names: list[str], dest: Path) -> None:
     """Copy ``root/<name>`` to ``dest/<name>``: contents only, so read-only sources stay so."""
-    for name in tqdm(names, desc="copying", unit="file", **_BAR):
+    for name in progress(names, desc="copying", unit="file"):
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / name, target)

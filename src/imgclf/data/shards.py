@@ -219,7 +219,7 @@ def read_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, 
     """A whole split decoded into memory: ``(images (N, S, S, 3) uint8, labels (N,) int32)``.
 
     For inspection and tests; stages use ``SplitImages`` (a few images) or
-    ``imgclf.training.dataset`` (streaming) instead.
+    ``imgclf.data.records`` (streaming) instead.
     """
     import tensorflow as tf
 

@@ -3,7 +3,9 @@ meta.json).
 
 Every image is decoded, resized and re-encoded (``split.encoding``) once, in parallel,
 and streamed to disk; the split itself only needs labels and hashes, so memory does not
-grow with the dataset.
+grow with the dataset. ``run`` reads as its phases: ``scan``, ``decode_all`` (pass 1),
+``assign`` (duplicates and splits), ``write_shards`` (pass 2), ``write_manifest``,
+``build_report``, ``warn``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
@@ -37,6 +39,7 @@ from imgclf.data.stratify import SPLITS, stratified_group_split
 from imgclf.errors import UserError
 from imgclf.machine import usable_cores
 from imgclf.params import DataParams, SplitParams
+from imgclf.progress import progress
 
 PARALLEL_MIN_FILES = 64  # below this, starting worker processes costs more than it saves
 
@@ -71,30 +74,7 @@ def scan(raw: Path) -> Scan:
         elif not entry.is_dir():
             skipped.append({"path": rel, "reason": "not inside a class folder"})
         else:
-            per_class[rel] = []
-            for dirpath, dirnames, filenames in os.walk(entry):
-                for d in sorted(dirnames):  # sub-folders not walked, each with its reason
-                    path = Path(dirpath) / d
-                    relpath = path.relative_to(raw).as_posix()
-                    if is_hidden(d):
-                        skipped.append({"path": relpath, "reason": "hidden"})
-                    elif path.is_symlink():  # os.walk does not follow them: no loops
-                        skipped.append({"path": relpath, "reason": "link to a folder"})
-                dirnames[:] = sorted(d for d in dirnames if not is_hidden(d)
-                                     and not (Path(dirpath) / d).is_symlink())
-                for name in sorted(filenames):
-                    path = Path(dirpath) / name
-                    relpath = path.relative_to(raw).as_posix()
-                    if is_hidden(name):
-                        skipped.append({"path": relpath, "reason": "hidden"})
-                    elif path.is_symlink() and not path.resolve().is_relative_to(root):
-                        skipped.append({"path": relpath, "reason": "link to outside the dataset"})
-                    elif not path.is_file():
-                        skipped.append({"path": relpath, "reason": "not a regular file"})
-                    elif not has_image_suffix(name):
-                        skipped.append({"path": relpath, "reason": _NOT_AN_IMAGE_NAME})
-                    else:
-                        per_class[rel].append(relpath)
+            per_class[rel] = _class_files(entry, raw, root, skipped)
     class_names = [name for name, files in per_class.items() if files]
     # A folder whose entries were all passed over above has no usable image either.
     skipped += [{"path": name, "reason": "class folder has no usable image"
@@ -103,6 +83,44 @@ def scan(raw: Path) -> Scan:
                 for name, files in per_class.items() if not files]
     files = [(f, c) for c, name in enumerate(class_names) for f in per_class[name]]
     return Scan(class_names, files, skipped)
+
+
+def _class_files(folder: Path, raw: Path, root: Path, skipped: list[dict[str, str]]) -> list[str]:
+    """The image files under class ``folder`` (paths relative to ``raw``, sorted as walked);
+    each entry passed over is added to ``skipped`` with its reason."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for d in sorted(dirnames):  # sub-folders not walked, each with its reason
+            path = Path(dirpath) / d
+            relpath = path.relative_to(raw).as_posix()
+            if is_hidden(d):
+                skipped.append({"path": relpath, "reason": "hidden"})
+            elif path.is_symlink():  # os.walk does not follow them: no loops
+                skipped.append({"path": relpath, "reason": "link to a folder"})
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d)
+                             and not (Path(dirpath) / d).is_symlink())
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            relpath = path.relative_to(raw).as_posix()
+            reason = _file_skip_reason(path, name, root)
+            if reason:
+                skipped.append({"path": relpath, "reason": reason})
+            else:
+                files.append(relpath)
+    return files
+
+
+def _file_skip_reason(path: Path, name: str, root: Path) -> str | None:
+    """Why file ``path`` (named ``name``) is no image of the dataset, or None if it is one."""
+    if is_hidden(name):
+        return "hidden"
+    if path.is_symlink() and not path.resolve().is_relative_to(root):
+        return "link to outside the dataset"
+    if not path.is_file():
+        return "not a regular file"
+    if not has_image_suffix(name):
+        return _NOT_AN_IMAGE_NAME
+    return None
 
 
 def scan_given(raw: Path, layout: dict[str, str]) -> tuple[Scan, np.ndarray]:
@@ -120,6 +138,60 @@ def scan_given(raw: Path, layout: dict[str, str]) -> tuple[Scan, np.ndarray]:
             skipped.append({"path": entry.name, "reason": "not inside a split folder"})
     files.sort(key=lambda fc: (fc[1], fc[0]))  # by class, as scan() lists them
     return Scan(class_names, files, skipped), given_split_ids([f for f, _ in files], layout)
+
+
+def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
+        out: str | os.PathLike[str], report_dir: str | os.PathLike[str] | None = None) -> None:
+    """Split ``raw`` into ``out``; with ``report_dir``, draw the data report's pictures
+    there too (see :mod:`imgclf.data.split_report_plots`)."""
+    raw, size = Path(raw), data.image_size
+    layout = given_splits(raw) if raw.is_dir() else None  # train/, test/ ...: kept as given
+    found, given = scan_given(raw, layout) if layout else (scan(raw), None)
+    with fsutil.atomic_dir(out) as tmp:
+        images = decode_all(found, raw, tmp, size, split)
+        chosen = assign(found, given, images, split)
+        meta, rows = write_shards(tmp, images, chosen, split, size)
+        (tmp / "meta.json").write_text(meta.to_json(), encoding="utf-8")
+        write_manifest(tmp / "manifest.csv", rows)
+        report = build_report(found, images, chosen, rows, split, size, layout)
+        fsutil.write_json(tmp / "report.json", report)
+        if report_dir is not None:
+            from imgclf.data.split_report_plots import write_report_plots  # matplotlib: only here
+
+            write_report_plots(report, tmp, rows, report_dir)
+    report_path = Path(out) / "report.json"
+    print(f"split: {len(rows)} images of {len(chosen.class_names)} classes "
+          f"({', '.join(f'{k} {v}' for k, v in meta.counts.items())}), "
+          f"{len(chosen.skipped)} skipped, {len(report['duplicate_groups'])} duplicate groups; "
+          f"see {report_path}")
+    warn(found, chosen, report, layout, split, report_path)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Pass 1: each file of a ``Scan`` decoded once, its encoded pixels in scratch files."""
+
+    kept: list[int]  # index into Scan.files of each usable image
+    decoded: list[Decoded]  # of each kept image, in the same order
+    skipped: list[dict[str, str]]  # the scan's, and the files that could not be decoded
+
+
+def decode_all(found: Scan, raw: Path, tmp: Path, size: int, split: SplitParams) -> Decoding:
+    """Decode, resize and encode every file of ``found``; the workers write the encoded
+    pixels to scratch files in ``tmp``."""
+    kept: list[int] = []
+    decoded: list[Decoded] = []
+    skipped = list(found.skipped)
+    results = _decoded([str(raw / f) for f, _ in found.files], size, tmp,
+                       split.encoding, split.quality)
+    bar = progress(results, total=len(found.files), desc="split: decoding", unit="img")
+    for i, result in enumerate(bar):
+        if isinstance(result, str):
+            skipped.append({"path": found.files[i][0], "reason": result})
+        else:
+            kept.append(i)
+            decoded.append(result)
+    return Decoding(kept, decoded, skipped)
 
 
 def _decoded(paths: list[str], size: int, folder: Path, encoding: str,
@@ -148,110 +220,123 @@ def _decoded(paths: list[str], size: int, folder: Path, encoding: str,
             "memory") from None
 
 
-def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
-        out: str | os.PathLike[str], report_dir: str | os.PathLike[str] | None = None) -> None:
-    """Split ``raw`` into ``out``; with ``report_dir``, draw the data report's pictures
-    there too (see :mod:`imgclf.data.split_report_plots`)."""
-    raw, size = Path(raw), data.image_size
-    layout = given_splits(raw) if raw.is_dir() else None  # train/, test/ ...: kept as given
-    found, given = scan_given(raw, layout) if layout else (scan(raw), None)
-    fractions = (split.train, split.val, split.test)
+@dataclass(frozen=True)
+class Assignment:
+    """Where each decoded image goes; the arrays are ``(N,)``, one entry per kept image."""
 
-    with fsutil.atomic_dir(out) as tmp:
-        # Pass 1: decode each file once; workers write the encoded pixels to scratch files.
-        kept: list[int] = []  # index into found.files of each usable image
-        decoded: list[Decoded] = []
-        skipped = list(found.skipped)
-        results = _decoded([str(raw / f) for f, _ in found.files], size, tmp,
-                           split.encoding, split.quality)
-        bar = tqdm(results, total=len(found.files), desc="split: decoding", unit="img",
-                   mininterval=0.5)
-        for i, result in enumerate(bar):
-            if isinstance(result, str):
-                skipped.append({"path": found.files[i][0], "reason": result})
-            else:
-                kept.append(i)
-                decoded.append(result)
-        shas = [d.sha256 for d in decoded]
-        given_kept = given[kept] if given is not None else np.zeros(0, np.int64)
+    paths: list[str]  # relative to the raw folder
+    class_names: list[str]  # the classes left with usable images
+    labels: np.ndarray  # int64 index into class_names
+    groups: np.ndarray  # duplicate group (the same picture), kept in one split
+    mixed: np.ndarray  # bool: the same picture is in another class too
+    split_of: np.ndarray  # int64 index into SPLITS; -1: left out
+    given: np.ndarray  # the dataset's own split id of each; empty if it came unsplit
+    skipped: list[dict[str, str]]  # the decoding's, and the images left out here
 
-        paths = [found.files[i][0] for i in kept]
-        labels = np.array([found.files[i][1] for i in kept], dtype=np.int64)
-        thumbs = np.frombuffer(b"".join(d.thumb for d in decoded), np.uint8).reshape(
-            len(decoded), THUMB_SIDE * THUMB_SIDE)
-        groups = duplicate_groups(shas, [d.dhash for d in decoded], thumbs,
-                                  split.near_duplicates)
-        mixed = label_conflicts(labels, groups)  # the same picture in two classes
-        conflict = _cross_class(split, mixed, groups, paths, skipped)
-        class_names, labels = _drop_empty_classes(found.class_names, labels, ~conflict, skipped)
-        meta = ShardsMeta(size, class_names, split.encoding,
-                          split.quality if split.encoding == "jpeg" else None)
-        split_of = np.full(len(kept), -1, dtype=np.int64)
-        usable = np.flatnonzero(~conflict)
-        if given is None:
-            split_of[usable] = stratified_group_split(labels[usable], groups[usable],
-                                                      fractions, split.seed, class_names)
-        else:
-            split_of[usable] = keep_given_splits(given_kept[usable], labels[usable],
-                                                 groups[usable], split.val, split.seed,
-                                                 class_names)
 
-        # Pass 2: copy the encoded images into per-split TFRecord shards, each split in
-        # its own seeded order so that streaming readers see the classes mixed. pread,
-        # not a memory map: mapped pages would count in this process's memory and grow
-        # with the data.
-        scratch = {name: os.open(tmp / name, os.O_RDONLY)
-                   for name in sorted({d.scratch for d in decoded})}
-        shard_bytes = int(split.shard_mb * 1024 * 1024)
-        rng = np.random.default_rng(split.seed)
-        rows = []
-        try:
-            for s, name in enumerate(SPLITS):
-                writer = ShardWriter(tmp, name, shard_bytes)
-                for j in rng.permutation(np.flatnonzero(split_of == s)):
-                    d = decoded[j]
-                    encoded = os.pread(scratch[d.scratch], d.length, d.offset)
-                    writer.write(encode_example(int(labels[j]), class_names[labels[j]], encoded,
-                                                split.encoding, size, d.sha256, paths[j]))
-                    rows.append({"path": paths[j], "label": class_names[labels[j]],
-                                 "split": name, "sha256": d.sha256})
-                writer.close()
-                meta.splits[name], meta.counts[name] = writer.names, writer.count
-                meta.sizes[name] = writer.bytes
-        finally:
-            for fd in scratch.values():
-                os.close(fd)
-        for name in scratch:
-            (tmp / name).unlink()
+def assign(found: Scan, given: np.ndarray | None, images: Decoding,
+           split: SplitParams) -> Assignment:
+    """Group duplicates, settle the same picture in two classes, drop classes left
+    empty, and give each group a split (the dataset's own, when it came split)."""
+    kept, decoded = images.kept, images.decoded
+    skipped = list(images.skipped)
+    shas = [d.sha256 for d in decoded]
+    given_kept = given[kept] if given is not None else np.zeros(0, np.int64)
+    paths = [found.files[i][0] for i in kept]
+    labels = np.array([found.files[i][1] for i in kept], dtype=np.int64)
+    thumbs = np.frombuffer(b"".join(d.thumb for d in decoded), np.uint8).reshape(
+        len(decoded), THUMB_SIDE * THUMB_SIDE)
+    groups = duplicate_groups(shas, [d.dhash for d in decoded], thumbs,
+                              split.near_duplicates)
+    mixed = label_conflicts(labels, groups)  # the same picture in two classes
+    conflict = _cross_class(split, mixed, groups, paths, skipped)
+    class_names, labels = _drop_empty_classes(found.class_names, labels, ~conflict, skipped)
+    split_of = np.full(len(kept), -1, dtype=np.int64)
+    usable = np.flatnonzero(~conflict)
+    if given is None:
+        split_of[usable] = stratified_group_split(labels[usable], groups[usable],
+                                                  (split.train, split.val, split.test),
+                                                  split.seed, class_names)
+    else:
+        split_of[usable] = keep_given_splits(given_kept[usable], labels[usable],
+                                             groups[usable], split.val, split.seed,
+                                             class_names)
+    return Assignment(paths, class_names, labels, groups, mixed, split_of, given_kept, skipped)
 
-        (tmp / "meta.json").write_text(meta.to_json(), encoding="utf-8")
-        with open(tmp / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-            writer_csv = csv.DictWriter(f, fieldnames=["path", "label", "split", "sha256"])
-            writer_csv.writeheader()
-            writer_csv.writerows(rows)
-        report = split_report(class_names, rows, skipped, groups, paths,
-                              {p: d.size for p, d in zip(paths, decoded, strict=True)}, size,
-                              warnings=[{"path": p, "warning": w} for p, d in
-                                        zip(paths, decoded, strict=True) for w in d.warnings],
-                              labels=[found.class_names[found.files[i][1]] for i in kept])
-        report["settings"] = {"near_duplicates": split.near_duplicates,
-                              "cross_class_duplicates": split.cross_class_duplicates}
-        report["cross_class_groups"] = [[paths[i] for i in np.flatnonzero(groups == g)]
-                                        for g in np.unique(groups[mixed])]
-        if layout:  # where each split came from, and the leaks the dataset ships with
-            report["given_splits"] = {
-                "from": describe(layout, split.val),
-                "duplicates_across_splits": duplicates_across_splits(paths, groups, given_kept)}
-        fsutil.write_json(tmp / "report.json", report)
-        if report_dir is not None:
-            from imgclf.data.split_report_plots import write_report_plots  # matplotlib: only here
 
-            write_report_plots(report, tmp, rows, report_dir)
-    print(f"split: {len(rows)} images of {len(class_names)} classes "
-          f"({', '.join(f'{k} {v}' for k, v in meta.counts.items())}), "
-          f"{len(skipped)} skipped, {len(report['duplicate_groups'])} duplicate groups; "
-          f"see {Path(out) / 'report.json'}")
-    lines = set_aside_warnings(found.class_names, found.files, skipped)
+def write_shards(tmp: Path, images: Decoding, chosen: Assignment, split: SplitParams,
+                 size: int) -> tuple[ShardsMeta, list[dict[str, str]]]:
+    """Pass 2: copy the encoded images into per-split TFRecord shards in ``tmp``; return
+    their meta and the manifest's rows (``path``, ``label``, ``split``, ``sha256``).
+
+    Each split is written in its own seeded order, so that streaming readers see the
+    classes mixed. pread, not a memory map: mapped pages would count in this process's
+    memory and grow with the data. The scratch files are removed after.
+    """
+    decoded, names, labels = images.decoded, chosen.class_names, chosen.labels
+    meta = ShardsMeta(size, names, split.encoding,
+                      split.quality if split.encoding == "jpeg" else None)
+    scratch = {name: os.open(tmp / name, os.O_RDONLY)
+               for name in sorted({d.scratch for d in decoded})}
+    shard_bytes = int(split.shard_mb * 1024 * 1024)
+    rng = np.random.default_rng(split.seed)
+    rows = []
+    try:
+        for s, name in enumerate(SPLITS):
+            writer = ShardWriter(tmp, name, shard_bytes)
+            for j in rng.permutation(np.flatnonzero(chosen.split_of == s)):
+                d, path = decoded[j], chosen.paths[j]
+                encoded = os.pread(scratch[d.scratch], d.length, d.offset)
+                writer.write(encode_example(int(labels[j]), names[labels[j]], encoded,
+                                            split.encoding, size, d.sha256, path))
+                rows.append({"path": path, "label": names[labels[j]], "split": name,
+                             "sha256": d.sha256})
+            writer.close()
+            meta.splits[name], meta.counts[name] = writer.names, writer.count
+            meta.sizes[name] = writer.bytes
+    finally:
+        for fd in scratch.values():
+            os.close(fd)
+    for name in scratch:
+        (tmp / name).unlink()
+    return meta, rows
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> None:
+    """manifest.csv: one row per image written, in the shards' order."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "split", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def build_report(found: Scan, images: Decoding, chosen: Assignment, rows: list[dict[str, str]],
+                 split: SplitParams, size: int,
+                 layout: dict[str, str] | None) -> dict[str, Any]:
+    """report.json: ``split_report``'s content, the settings that shaped it, the
+    cross-class groups and, for a dataset that came split, where each split came from."""
+    paths, decoded, groups = chosen.paths, images.decoded, chosen.groups
+    report = split_report(chosen.class_names, rows, chosen.skipped, groups, paths,
+                          {p: d.size for p, d in zip(paths, decoded, strict=True)}, size,
+                          warnings=[{"path": p, "warning": w} for p, d in
+                                    zip(paths, decoded, strict=True) for w in d.warnings],
+                          labels=[found.class_names[found.files[i][1]] for i in images.kept])
+    report["settings"] = {"near_duplicates": split.near_duplicates,
+                          "cross_class_duplicates": split.cross_class_duplicates}
+    report["cross_class_groups"] = [[paths[i] for i in np.flatnonzero(groups == g)]
+                                    for g in np.unique(groups[chosen.mixed])]
+    if layout:  # where each split came from, and the leaks the dataset ships with
+        report["given_splits"] = {
+            "from": describe(layout, split.val),
+            "duplicates_across_splits": duplicates_across_splits(paths, groups, chosen.given)}
+    return report
+
+
+def warn(found: Scan, chosen: Assignment, report: dict[str, Any], layout: dict[str, str] | None,
+         split: SplitParams, report_path: Path) -> None:
+    """On stderr: what was set aside, kept as the dataset gave it, or is out of balance."""
+    lines = set_aside_warnings(found.class_names, found.files, chosen.skipped)
+    mixed = chosen.mixed
     if split.cross_class_duplicates == "keep" and mixed.any():
         lines.append(f"{int(mixed.sum())} images in {len(report['cross_class_groups'])} "
                      "group(s) are the same picture as one in another class, e.g. "
@@ -266,7 +351,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
     if report["imbalance"]["warning"]:
         print(f"split: warning: {report['imbalance']['warning']}", file=sys.stderr)
     for line in lines:
-        print(f"split: warning: {line}; see {Path(out) / 'report.json'}", file=sys.stderr)
+        print(f"split: warning: {line}; see {report_path}", file=sys.stderr)
 
 
 def _cross_class(split: SplitParams, conflict: np.ndarray, groups: np.ndarray,

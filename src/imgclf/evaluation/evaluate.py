@@ -8,9 +8,10 @@ plots folder gets the test split's error analysis:
 * ``confusion.png``, ``calibration.png`` and ``misclassified.png`` (the most confident
   mistakes): pictures for places that cannot draw DVC plots.
 
-``run_folder`` scores the model the same way on any folder of class sub-folders
-(``imgclf evaluate --data FOLDER``). The computations live in ``metrics``, ``curves``,
-``calibration`` and ``figures``; this module reads and writes.
+``imgclf evaluate --data FOLDER`` scores the model the same way on any folder of class
+sub-folders (:mod:`imgclf.evaluation.folder`, which no stage runs). The computations
+live in ``metrics``, ``curves``, ``reliability`` and ``figures``; this module reads and
+writes.
 
 ``run`` returns what it scored (``Scored``), so ``imgclf evaluate`` can hand it to the
 W&B tracker: this stage imports no tracking code, and a change to W&B logging reruns
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +30,8 @@ from typing import Any
 import numpy as np
 
 from imgclf import fsutil
-from imgclf.data.images import load_image
-from imgclf.data.layout import class_dirs
+from imgclf.data.records import make_dataset
 from imgclf.data.shards import ShardsMeta, SplitImages, read_meta
-from imgclf.errors import UserError
-from imgclf.evaluation.calibration import expected_calibration_error, reliability_rows
 from imgclf.evaluation.curves import confusion_rows, pr_points, roc_points
 from imgclf.evaluation.figures import (
     confusion_figure,
@@ -43,15 +40,12 @@ from imgclf.evaluation.figures import (
     save_png,
 )
 from imgclf.evaluation.metrics import classification_metrics, worst_mistakes
+from imgclf.evaluation.reliability import expected_calibration_error, reliability_rows
 from imgclf.inference.batch import predict_batch
-from imgclf.inference.runtimes import check_scorable, load_runtime, read_runtime_info
+from imgclf.inference.runtimes import check_scorable, load_runtime
 from imgclf.params import EvaluateParams, Tta
-from imgclf.training.dataset import make_dataset
 
 PLOTS_SPLIT = "test"  # the confusion matrix, curves and pictures are drawn for this split
-FOLDER_KEY = "folder"  # run_folder's metrics are nested under this key
-FOLDER_METRICS = "metrics/folder/eval.json"  # run_folder's default outputs
-FOLDER_PLOTS = "metrics/folder/plots"
 
 
 def predict_split(model: object, data: str | os.PathLike[str], meta: ShardsMeta, split: str,
@@ -117,7 +111,7 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     curves = write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split",
                          gallery)
     fsutil.write_json(metrics_path, metrics)
-    _summary(metrics, metrics_path)
+    print_summary(metrics, metrics_path)
     return Scored(metrics, list(names), images, y_true, probs, curves,
                   worst_mistakes(y_true, probs))
 
@@ -169,83 +163,9 @@ def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np
     return curves
 
 
-def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
-               model_path: str | os.PathLike[str],
-               metrics_path: str | os.PathLike[str] = FOLDER_METRICS,
-               plots_dir: str | os.PathLike[str] = FOLDER_PLOTS,
-               allow_unsafe_model: bool = False) -> None:
-    """Score the model on ``folder``'s class sub-folders (any image set, not only a split).
-
-    Images are prepared as for training (``load_image`` at the model's image size);
-    sub-folders are matched by name to the model's classes. The metrics, nested under
-    ``"folder"``, and the plots are those of the evaluate stage.
-    """
-    from imgclf.inference.predict import predict_paths
-
-    folder = Path(folder)
-    paths, labels = labelled_images(folder, read_runtime_info(model_path).class_names)
-    model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)  # any format
-    info = model.info
-    probs, errors = predict_paths(model, paths, info.image_size, params.batch_size,
-                                  params.tta)
-    ok = [i for i, e in enumerate(errors) if e is None]
-    failed = [(paths[i], e) for i, e in enumerate(errors) if e is not None]
-    for path, error in failed:
-        print(f"evaluate: skipped {path}: {error}", file=sys.stderr)
-    if not ok:
-        raise UserError(f"{folder}: none of the {len(paths)} image files could be read")
-    kept = [paths[i] for i in ok]
-    y_true, probs = np.asarray(labels, dtype=np.int64)[ok], probs[ok].astype(np.float64)
-    metrics = {FOLDER_KEY: split_metrics(y_true, probs, info.class_names)}
-    images = _LazyImages(kept, info.image_size)
-    write_plots(plots_dir, y_true, probs, info.class_names, images, folder.name or str(folder))
-    fsutil.write_json(metrics_path, metrics)
-    _summary(metrics, metrics_path, skipped=len(failed))
-
-
-def labelled_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path], list[int]]:
-    """The image files of ``folder/<class>/`` (recursively) and their class indices.
-
-    Files are found as ``imgclf predict`` finds them in a folder (image extensions, no
-    hidden files). A sub-folder whose name is not a class of the model is an error.
-    """
-    from imgclf.inference.predict import find_images
-
-    if not folder.is_dir():
-        raise UserError(f"{folder}: not a folder; give a prepared split (data/prepared) or "
-                        "a folder with one sub-folder of images per class")
-    subfolders = class_dirs(folder)
-    unknown = [p.name for p in subfolders if p.name not in class_names]
-    if unknown:
-        raise UserError(f"{folder}: class folder(s) {', '.join(unknown)} are not classes of "
-                        f"the model ({', '.join(class_names)}); rename or remove them")
-    paths: list[Path] = []
-    labels: list[int] = []
-    for sub in subfolders:
-        files = find_images([sub])
-        paths += files
-        labels += [list(class_names).index(sub.name)] * len(files)
-    if not paths:
-        raise UserError(f"{folder}: no image files in class sub-folders "
-                        f"({', '.join(class_names)})")
-    return paths, labels
-
-
-class _LazyImages:
-    """``images[i]``: the i-th file decoded on demand (the gallery needs only a few)."""
-
-    def __init__(self, paths: Sequence[Path], size: int) -> None:
-        self.paths, self.size = paths, size
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return load_image(self.paths[i], self.size)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-def _summary(metrics: Mapping[str, Mapping[str, Any]], metrics_path: str | os.PathLike[str],
-             skipped: int = 0) -> None:
+def print_summary(metrics: Mapping[str, Mapping[str, Any]],
+                  metrics_path: str | os.PathLike[str], skipped: int = 0) -> None:
+    """One line: each scored set's accuracy and ECE, and where the metrics went."""
     summary = ", ".join(f"{s} accuracy {m['accuracy']:.4f} (ECE {m['ece']:.4f})"
                         for s, m in metrics.items())
     more = f", {skipped} unreadable files skipped" if skipped else ""

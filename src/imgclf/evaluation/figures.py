@@ -5,7 +5,7 @@
 * :func:`confusion_figure`: the confusion matrix, for places that cannot draw DVC's
   vega plots (a pull request, a plain file browser);
 * :func:`reliability_figure`: the reliability diagram of
-  :mod:`imgclf.evaluation.calibration`.
+  :mod:`imgclf.evaluation.reliability`.
 
 Figures are built with matplotlib's object API and drawn by the Agg backend
 (:func:`save_png`): no pyplot, no global state, no display needed. The functions take

@@ -121,7 +121,7 @@ def run(params: ExportParams, data: str | os.PathLike[str], model_path: str | os
     fsutil.write_json(metrics_path, metrics)
     fsutil.write_json(machine_metrics, machine)
     _summary(rows, machine, metrics_path, machine_metrics)
-    _fail_or_warn(misses, getattr(params, "strict", False))
+    _fail_or_warn(misses, params.strict)
 
 
 def _write(fmt: str, model: Any, info: ModelInfo, folder: Path,

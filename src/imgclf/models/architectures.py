@@ -3,8 +3,9 @@
 ``small``/``medium``/``large`` are the CNNs of the original design (conv filters and
 dense units as in the peer baseline script); ``custom`` is whatever list of layers
 ``model.layers`` in params.yaml holds, in the same form; ``compact`` is the
-from-scratch recipe (a small residual CNN); ``mobilenet_v2`` is Keras' MobileNetV2
-backbone (ImageNet weights when ``model.pretrained``) with a new head.
+from-scratch recipe (a small residual CNN); each arch of ``BACKBONE_BUILDERS``
+(MobileNetV2, MobileNetV3, EfficientNetV2, ResNet50V2, ConvNeXt) is a Keras
+Applications backbone (ImageNet weights when ``model.pretrained``) with a new head.
 """
 
 from __future__ import annotations
@@ -59,9 +60,8 @@ def _compact(model: ModelParams, image_size: int, n_classes: int,
     A stride-2 stem (so 96 px images cost what 48 px ones would), then three stages of
     a convolution, 2x2 pooling and a residual block of two convolutions (64, 128, 256
     filters), every convolution followed by batch norm, then global average pooling
-    instead of a huge flatten-dense block: 1.9 M parameters. Plain 3x3 convolutions:
-    an earlier compact of separable ones took 26-70 s an epoch of the animals at 96 px
-    on 2 CPU cores, this one about 7 s.
+    instead of a huge flatten-dense block. Plain 3x3 convolutions, not separable ones:
+    several times faster on a CPU (docs/performance.md, "Measurements behind the code").
     """
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = inputs

@@ -28,13 +28,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf.data.shards import read_meta
+from imgclf.data.records import make_dataset
+from imgclf.data.shards import ShardsMeta, read_meta
 from imgclf.models.architectures import augmentation, build_model, unfreeze_top
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.models.weights import weights_path
 from imgclf.params import ModelParams, TrainParams
 from imgclf.training.balance import class_weights
-from imgclf.training.dataset import make_dataset
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
 from imgclf.training.live import LiveCallback, open_live
 from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
@@ -90,22 +90,53 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     strategy = make_strategy(train.strategy)
     task = current_task(train.strategy)
     configure_runtime(train)
+    inputs = build_data(train, Path(data), meta, task)
+    weights = weights_path(model_params, pretrained)
+    model = build(model_params, train, meta, strategy, task, weights)
+    # Only the chief writes curves and W&B; the others see the same (all-reduced) logs.
+    live = open_live(str(live_dir)) if task.chief else None
+    fitter = Fitter(model, train, strategy, inputs,
+                    [LiveCallback(live), *callbacks] if live is not None else [],
+                    backup_dir(Path(model_path), model_params, train, Path(data), task))
+    head_phase(fitter)
+    fine_tune_phase(fitter, weights)
+    if live is not None:
+        live.end()
+    return save(fitter, model_params, meta, Path(model_path), task)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the model trains on: the train and val splits streamed, and the class weights."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    class_weight: dict[int, float] | None  # Keras' class_weight; None: all equal
+
+
+def build_data(train: TrainParams, data: Path, meta: ShardsMeta, task: Task) -> Inputs:
+    """The splits as ``train`` reads them (shuffled, one-hot, mixed up ...), and the
+    class weights of ``train.class_weight``."""
     one_hot = uses_one_hot(train)
     train_ds = make_dataset(data, meta, "train", train.batch_size, shuffle=True,
                             seed=train.seed, one_hot=one_hot, mixup=train.augment.mixup,
                             workers=task.count)
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
-
     weighting = None
     if train.class_weight != "none":
         # The split stage counted each class's train images in its report.
-        report = json.loads((Path(data) / "report.json").read_text(encoding="utf-8"))
+        report = json.loads((data / "report.json").read_text(encoding="utf-8"))
         counts = np.array([report["counts"]["train"].get(c, 0) for c in meta.class_names])
         weighting = class_weights(counts, train.class_weight)
         print(f"train: class weights ({train.class_weight}): " + ", ".join(
             f"{meta.class_names[k]} {w:.3g}" for k, w in (weighting or {}).items()))
+    return Inputs(train_ds, val_ds, weighting)
 
-    weights = weights_path(model_params, pretrained)
+
+def build(model_params: ModelParams, train: TrainParams, meta: ShardsMeta,
+          strategy: tf.distribute.Strategy, task: Task, weights: Path | None) -> keras.Model:
+    """The model of ``model_params``, its variables mirrored on every replica; says what
+    it trains and how."""
     with strategy.scope():  # the variables are created mirrored on every replica
         model = build_model(model_params, meta.image_size, len(meta.class_names),
                             augmentation(train.augment, train.seed), weights)
@@ -116,20 +147,37 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
         print(f"train: {train.strategy} strategy, {strategy.num_replicas_in_sync} replicas in "
               f"sync, worker {task.index} of {task.count}"
               f"{' (chief)' if task.chief else ''}; global batch {train.batch_size}")
-    # Only the chief writes curves and W&B; the others see the same (all-reduced) logs.
-    live = open_live(str(live_dir)) if task.chief else None
-    callbacks = [LiveCallback(live), *callbacks] if live is not None else []
-    # A killed run resumes from its last completed epoch: BackupAndRestore saves one
-    # each epoch and restores it on the next start; the head phase, once done, is kept
-    # as weights so a kill during fine-tuning does not redo it.
-    backups = backup_dir(Path(model_path), model_params, train, Path(data), task)
-    head_done = backups / "head.weights.h5"
+    return model
 
-    def fit(learning_rate: float, first_epoch: int, epochs: int, phase: str,
+
+@dataclass(frozen=True)
+class Fitter:
+    """Keras' fit of one phase, resumable.
+
+    A killed run resumes from its last completed epoch: BackupAndRestore saves one each
+    epoch in ``backups / phase`` and restores it on the next start; the head phase, once
+    done, is kept as weights (``head_weights``) so a kill during fine-tuning does not
+    redo it.
+    """
+
+    model: keras.Model
+    train: TrainParams
+    strategy: tf.distribute.Strategy
+    inputs: Inputs
+    callbacks: list[keras.callbacks.Callback]  # the chief's: DVCLive's and the tracker's
+    backups: Path  # backup_dir's
+
+    @property
+    def head_weights(self) -> Path:
+        return self.backups / "head.weights.h5"
+
+    def fit(self, learning_rate: float, first_epoch: int, epochs: int, phase: str,
             warmup_epochs: int = 0) -> None:
+        """Compile with a fresh optimizer and train ``epochs`` epochs from ``first_epoch``."""
+        train, model, train_ds = self.train, self.model, self.inputs.train
         steps = epochs * len(train_ds)  # global batches: every worker takes each step
         warmup = warmup_epochs * len(train_ds)
-        with strategy.scope():
+        with self.strategy.scope():
             model.compile(optimizer=make_optimizer(train, learning_rate, steps, warmup),
                           loss=make_loss(train), metrics=[make_accuracy(train)],
                           jit_compile=train.jit_compile)
@@ -138,33 +186,50 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
             restore_best_weights=True)] if train.early_stopping_patience else [])
         # shuffle=False: the dataset shuffles itself (seeded); Keras can't shuffle tf.data.
         # verbose: a progress bar on a terminal, one line per epoch in logs (dvc, CI).
-        backup = keras.callbacks.BackupAndRestore(str(backups / phase))
-        if (backups / phase).exists():
-            print(f"train: resuming the {phase} phase from {backups / phase}")
-        model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch,
-                  epochs=first_epoch + epochs, callbacks=[backup, *callbacks, *stop],
-                  class_weight=weighting, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+        backup = keras.callbacks.BackupAndRestore(str(self.backups / phase))
+        if (self.backups / phase).exists():
+            print(f"train: resuming the {phase} phase from {self.backups / phase}")
+        model.fit(train_ds, validation_data=self.inputs.val, initial_epoch=first_epoch,
+                  epochs=first_epoch + epochs, callbacks=[backup, *self.callbacks, *stop],
+                  class_weight=self.inputs.class_weight, shuffle=False,
+                  verbose=1 if sys.stdout.isatty() else 2)
 
+
+def head_phase(fitter: Fitter) -> None:
+    """Train the new head (on the frozen backbone, if any), or load it if an earlier,
+    interrupted run finished this phase."""
+    head_done, train = fitter.head_weights, fitter.train
     if head_done.exists():
         print(f"train: the head phase finished before; its weights come from {head_done}")
-        with strategy.scope():
-            model.load_weights(head_done)
+        with fitter.strategy.scope():
+            fitter.model.load_weights(head_done)
     else:
         # Only the first phase warms up: fine-tuning starts from trained weights.
-        fit(train.learning_rate, 0, train.epochs, "head", train.warmup_epochs)
+        fitter.fit(train.learning_rate, 0, train.epochs, "head", train.warmup_epochs)
+
+
+def fine_tune_phase(fitter: Fitter, weights: Path | None) -> None:
+    """Keep the head's weights, then train the top of the pretrained backbone too."""
+    fine_tune = fitter.train.fine_tune
     # Fine-tuning needs a pretrained backbone; for the other archs the phase is skipped,
     # so `-S model.arch=small` works without also editing train.fine_tune.
-    if train.fine_tune.epochs and weights is not None:
-        tmp = head_done.with_name("partial-" + head_done.name)  # Keras wants .weights.h5
-        model.save_weights(tmp)
-        os.replace(tmp, head_done)
-        n = unfreeze_top(model, train.fine_tune.layers)
-        print(f"train: fine-tuning {n} backbone layers for {train.fine_tune.epochs} epochs "
-              f"at learning rate {train.fine_tune.learning_rate:g}")
-        fit(train.fine_tune.learning_rate, train.epochs, train.fine_tune.epochs, "fine_tune")
-    if live is not None:
-        live.end()
+    if not fine_tune.epochs or weights is None:
+        return
+    head_done = fitter.head_weights
+    tmp = head_done.with_name("partial-" + head_done.name)  # Keras wants .weights.h5
+    fitter.model.save_weights(tmp)
+    os.replace(tmp, head_done)
+    n = unfreeze_top(fitter.model, fine_tune.layers)
+    print(f"train: fine-tuning {n} backbone layers for {fine_tune.epochs} epochs "
+          f"at learning rate {fine_tune.learning_rate:g}")
+    fitter.fit(fine_tune.learning_rate, fitter.train.epochs, fine_tune.epochs, "fine_tune")
 
+
+def save(fitter: Fitter, model_params: ModelParams, meta: ShardsMeta, model_path: Path,
+         task: Task) -> Trained | None:
+    """Save the trained model (float32) as the chief, drop the backups; the chief returns
+    what it saved."""
+    model, train = fitter.model, fitter.train
     # The saved model computes in float32 whatever policy trained it.
     keras.mixed_precision.set_global_policy("float32")
     # Workers that trained together hold the same weights; this line lets one check.
@@ -178,7 +243,7 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
         # join; so the others save too, into a folder thrown away.
         with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as tmp:
             save_model(model, Path(tmp) / "model.keras", info)
-    shutil.rmtree(backups, ignore_errors=True)  # done: nothing left to resume
+    shutil.rmtree(fitter.backups, ignore_errors=True)  # done: nothing left to resume
     if not task.chief:
         return None
     print(f"train: saved {model_path}")

@@ -6,11 +6,11 @@ DVC's own output throughout:
 * params and metrics: ``dvc params diff BASE --md`` and ``dvc metrics diff BASE --md``;
 * plots: the Vega-Lite specs of ``dvc plots diff BASE --json`` (the charts ``dvc plots
   diff`` shows, both revisions in one chart) whose data changed, rendered to SVG or PNG
-  files in ``--plots-dir`` by vl-convert (:mod:`imgclf.report.plots`).
+  files in ``--plots-dir`` by vl-convert (:mod:`imgclf.pr_report.plots`).
 
 Each image is linked relative to the Markdown file (or under ``--image-url``, where the
 images are hosted, as the pull-request workflow does), and followed by a folded
-``<details>`` table of its data (:mod:`imgclf.report.tables`), so the report still says
+``<details>`` table of its data (:mod:`imgclf.pr_report.tables`), so the report still says
 what changed where images cannot be shown. The first line is the hidden marker
 ``<!-- imgclf-report -->`` by which the workflow finds its earlier comment to update.
 """
@@ -28,8 +28,8 @@ from typing import Any
 
 from imgclf import fsutil
 from imgclf.errors import UserError
-from imgclf.report.plots import FORMATS, changed_plots, render
-from imgclf.report.tables import data_table
+from imgclf.pr_report.plots import FORMATS, changed_plots, render
+from imgclf.pr_report.tables import data_table
 
 MARKER = "<!-- imgclf-report -->"
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from imgclf.evaluation.calibration import expected_calibration_error, reliability_rows
+from imgclf.evaluation.reliability import expected_calibration_error, reliability_rows
 
 # Four predictions of 3 classes: confidences 0.85 (right), 0.85 (wrong), 0.65, 0.65 (right).
 Y = np.array([0, 1, 1, 2])

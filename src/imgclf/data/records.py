@@ -1,5 +1,10 @@
 """Stream a split's TFRecord shards into batches with tf.data: parallel interleaved reads,
-images decoded in a parallel map, bounded memory."""
+images decoded in a parallel map, bounded memory.
+
+The reader of :mod:`imgclf.data.shards`' files, for train and evaluate alike. Why the
+pipeline is tuned as it is (no autotuning, the shuffle buffer's size) was measured:
+see docs/performance.md, "Measurements behind the code".
+"""
 
 from __future__ import annotations
 
@@ -27,36 +32,20 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     and its label likewise, by a weight drawn from Beta(mixup, mixup) (Zhang et al.
     2018): for training only. It lives here, not in the model, because it changes the
     labels too. ``workers`` is the number of multi-worker training processes reading it
-    (see the end of this function).
+    (see ``_options``).
     """
     if mixup and not one_hot:
         raise ValueError("mixup needs one-hot labels")  # params validation prevents this
     files = meta.files(folder, split)
     if not files:
         raise ValueError(f"split {split!r} has no shards in {folder}")
-    n_classes, count = len(meta.class_names), meta.counts[split]
-
+    count = meta.counts[split]
     # Training under multi_worker with a shard file for every worker: each worker reads
     # only its own files (auto-sharding by file), so reading scales with the workers.
     by_file = shuffle and 1 < workers <= len(files)
     steps = -(-count // batch_size)
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    # Unshuffled, shards are read one after another, so batches come in exactly the
-    # records' order (read_split's order): evaluation can match images to predictions.
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER),
-        cycle_length=min(len(files), 4) if shuffle else 1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if by_file:
-        # Workers' files hold different numbers of records, but every worker must take
-        # each global step: each reads its files round and round, and an epoch ends
-        # after `steps` global batches (Keras reads the count below, not the data).
-        # After the reads: tf.distribute gives each worker its files from the file list
-        # above, which must stay one list (not a repeated one) for the shares to part.
-        ds = ds.repeat()
-    if shuffle:  # of the encoded records: ~16 KB a JPEG at 224 px, not 150 KB of pixels
+    ds = _records(files, shuffle, seed, repeat=by_file)
+    if shuffle:  # of the encoded records, far smaller than their pixels
         record_bytes = max(1, meta.sizes.get(split, 0) // max(count, 1))
         buffer = max(64, min(count, SHUFFLE_BYTES // record_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -66,6 +55,36 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     # The record count is known from meta.json; telling tf.data lets Keras size its
     # progress bar and not warn that the input "ran out of data" at each epoch's end.
     ds = ds.take(steps) if by_file else ds.apply(tf.data.experimental.assert_cardinality(steps))
+    ds = _labelled(ds, len(meta.class_names), one_hot, mixup, seed)
+    return ds.with_options(_options(by_file)).prefetch(tf.data.AUTOTUNE)
+
+
+def _records(files: list[str], shuffle: bool, seed: int, repeat: bool) -> tf.data.Dataset:
+    """The serialized records of ``files``: interleaved and shard order reshuffled when
+    ``shuffle``, read round and round when ``repeat`` (multi-worker, by file)."""
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    # Unshuffled, shards are read one after another, so batches come in exactly the
+    # records' order (read_split's order): evaluation can match images to predictions.
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER),
+        cycle_length=min(len(files), 4) if shuffle else 1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if repeat:
+        # Workers' files hold different numbers of records, but every worker must take
+        # each global step: each reads its files round and round, and an epoch ends
+        # after `steps` global batches (Keras reads the count, not the data).
+        # After the reads: tf.distribute gives each worker its files from the file list
+        # above, which must stay one list (not a repeated one) for the shares to part.
+        ds = ds.repeat()
+    return ds
+
+
+def _labelled(ds: tf.data.Dataset, n_classes: int, one_hot: bool, mixup: float,
+              seed: int) -> tf.data.Dataset:
+    """Batches of uint8 images and int labels -> float32 images, the labels as the loss
+    wants them, mixed up when ``mixup``."""
 
     def finish(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         images = tf.cast(images, tf.float32)
@@ -81,16 +100,23 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
 
         # One call at a time: the layer's random draws then come in a fixed order.
         ds = ds.map(blend, num_parallel_calls=None)
-    # Otherwise (fewer shard files than workers, or validation, which must see each
-    # record once) each worker keeps its share of every global batch: by element works
-    # for any file count. Every worker runs the same code with the same seed, so all
-    # draw the same order and the shares never overlap.
+    return ds
+
+
+def _options(by_file: bool) -> tf.data.Options:
+    """How tf.distribute shares the dataset among workers, and no autotuning.
+
+    Sharded ``by_file``, each worker reads its own shard files. Otherwise (fewer shard
+    files than workers, or validation, which must see each record once) each worker
+    keeps its share of every global batch: by element works for any file count. Every
+    worker runs the same code with the same seed, so all draw the same order and the
+    shares never overlap.
+    """
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
     options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
-    # No autotuning: the pipeline is cheap (about 0.25 s an epoch of 2,100 images at
-    # 128 px), and under Keras' fit tf.data's autotuner stalled about one epoch in four
-    # for ~10 s on 2 cores (measured with TF 2.21). AUTOTUNE parallelism then means
-    # one thread per core.
+    # No autotuning: under Keras' fit, tf.data's autotuner stalled training on a small
+    # machine (docs/performance.md, "Measurements behind the code"). AUTOTUNE
+    # parallelism then means one thread per core.
     options.autotune.enabled = False
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return options

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from imgclf.report.plots import WORKSPACE, Plot
+from imgclf.pr_report.plots import WORKSPACE, Plot
 
 SERIES_FIELDS = ("filename", "field")  # what DVC adds to tell a plot's lines apart
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from imgclf.data.records import make_dataset
 from imgclf.data.shards import read_meta, read_split
-from imgclf.training.dataset import make_dataset
 
 
 def test_batches_match_the_shards(tiny_prepared: Path) -> None:

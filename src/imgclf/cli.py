@@ -7,7 +7,6 @@ exit status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -361,9 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    env.drop_empty()  # VAR= counts as unset, for us and for the libraries (imgclf.env)
+    env.prepare()  # blanks unset, .env read, TensorFlow's C++ chatter out (imgclf.env)
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     try:
         status = args.func(args)
     except UserError as exc:

@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(STAMP)  ## create .venv and install the project with its dev tools
+setup: $(STAMP) $(VENV)/.bin-on-path  ## create .venv and install the project with its dev tools
 
 # The exact versions of the two locks (requirements.lock: what the pipeline runs with;
 # requirements-dev.lock: tests, lint, bench), then the project itself without resolving
@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# A .pth file runs its `import` line at the start of every Python of the venv: this one
+# puts the venv's bin/ first on PATH when it is not there, so that `.venv/bin/dvc repro`
+# finds the stages' `imgclf` without an activated venv (DVC does not add its own bin/).
+$(VENV)/.bin-on-path: scripts/venv-bin-on-path.pth | $(STAMP)
+	cp $< "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/imgclf-venv-bin-on-path.pth"
 	touch $@
 
 # After changing the dependencies in pyproject.toml or requirements-dev.in: make lock

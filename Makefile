@@ -47,11 +47,12 @@ lock: setup  ## re-pin requirements.lock and requirements-dev.lock (pip-compile)
 container-check:  ## build the Docker image with podman and run the pipeline in it
 	scripts/container-check.sh
 
-repro: setup  ## run the pipeline: download -> split -> train -> evaluate
+repro: setup  ## run the pipeline: download -> pretrained -> split -> train -> evaluate -> export
 	$(BIN)/dvc repro
 	@# A stage's outputs are copied into the cache; relinking them (cache.type in
 	@# .dvc/config) leaves one copy on disk where the filesystem allows.
 	$(BIN)/dvc checkout --relink --quiet
+	@$(BIN)/imgclf summary  # the test accuracy, where things are, what to run next
 
 # The recipe's params as -S flags (imgclf recipe checks them first), run as an experiment;
 # a bad recipe stops here rather than running the default params.

@@ -49,7 +49,7 @@ LAYERS = (
     ("imgclf.data", "imgclf.models", "imgclf.tracking"),
     ("imgclf.training", "imgclf.inference"),
     ("imgclf.evaluation", "imgclf.export", "imgclf.serving", "imgclf.api"),
-    ("imgclf.report", "imgclf.recipe"),
+    ("imgclf.report", "imgclf.recipe", "imgclf.summary"),
     ("imgclf.cli",),
     ("imgclf.__main__",),
 )

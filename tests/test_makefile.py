@@ -41,3 +41,8 @@ def test_the_venv_finds_its_own_tools_without_being_activated(tmp_path: Path) ->
     path = subprocess.run([env_dir / "bin" / "python", "-c", code], env=again,
                           capture_output=True, text=True, timeout=60, check=True).stdout
     assert path.strip() == f"{env_dir / 'bin'}:/usr/bin:/bin"
+
+
+def test_make_repro_ends_with_the_summary() -> None:
+    lines = make("-n", "repro", "VENV=/nonexistent/.venv").splitlines()
+    assert lines[-1].startswith("/nonexistent/.venv/bin/imgclf summary")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import get_args
 
-from imgclf import __version__, env, report
+from imgclf import __version__, env, report, summary
 from imgclf.data.layout import IMAGE_SUFFIXES
 from imgclf.errors import UserError
 from imgclf.params import Params, Tta, load_params
@@ -356,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(make scratch does that); the && keeps a bad recipe from running the "
             "default params. See docs/training.md.")
     p.add_argument("recipe", metavar="FILE", help="the recipe file")
+    summary.add_parser(sub)
     return parser
 
 

@@ -11,8 +11,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup repro scratch test lint compare bench clean-venv help lock container-check docs
 
+# The `## ` comment of each target, with the value of each of HELP_VARS written in it.
+HELP_VARS = RECIPE SWEEP JOBS
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) \
+		| sed $(foreach v,$(HELP_VARS),-e 's|$$($(v))|$($(v))|g') \
+		| awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
 
 setup: $(STAMP) $(VENV)/.bin-on-path  ## create .venv and install the project with its dev tools
 

@@ -46,3 +46,19 @@ def test_the_venv_finds_its_own_tools_without_being_activated(tmp_path: Path) ->
 def test_make_repro_ends_with_the_summary() -> None:
     lines = make("-n", "repro", "VENV=/nonexistent/.venv").splitlines()
     assert lines[-1].startswith("/nonexistent/.venv/bin/imgclf summary")
+
+
+def test_make_help_shows_the_values_of_the_variables_it_names() -> None:
+    out = make("help", "SWEEP=train.epochs=1,2")
+    assert "$(" not in out
+    assert "recipes/from-scratch.yaml" in out  # RECIPE's default
+    assert "queue train.epochs=1,2 as DVC experiments" in out
+    repro = next(line for line in out.splitlines() if line.split()[:2] == ["make", "repro"])
+    for stage in ("pretrained", "export"):
+        assert stage in repro
+
+
+def test_the_outputs_of_plots_and_reports_are_ignored() -> None:
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "dvc_plots/index.html",
+                              "report_plots/a.svg"], capture_output=True, text=True).stdout
+    assert ignored.split() == ["dvc_plots/index.html", "report_plots/a.svg"]

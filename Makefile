@@ -80,7 +80,7 @@ compare: setup  ## queue $(SWEEP) as DVC experiments, run them, show them by tes
 	$(BIN)/dvc exp show --sort-by metrics/eval.json:test.accuracy --sort-order desc \
 		--drop 'deps|outs|Created' --precision 4
 
-bench: setup  ## benchmark against the plain Keras baseline (../shared/bench); see bench/README.md
+bench: setup  ## benchmark against the plain Keras baseline (for developers: bench/README.md)
 	$(BIN)/python bench/bench.py
 
 # The params reference in docs/params.md is generated from the field docs of

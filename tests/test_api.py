@@ -93,3 +93,14 @@ def test_bad_inputs_are_named(tiny_model: Path, tmp_path: Path) -> None:
         clf.predict(np.zeros((4, 4, 2)))
     with pytest.raises(ValueError, match="top_k"):
         clf.predict(missing, top_k=0)
+
+
+@pytest.mark.slow
+def test_the_api_keeps_tensorflow_quiet_too(tiny_model: Path) -> None:
+    code = ("import numpy as np, imgclf; clf = imgclf.load(__import__('sys').argv[1]); "
+            "print(clf.predict(np.zeros((clf.image_size,) * 2 + (3,)))[0]['predicted'])")
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_model)], env=cli_environ(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in {"red", "green", "blue"}
+    assert "cuInit" not in proc.stderr, proc.stderr

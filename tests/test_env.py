@@ -131,3 +131,12 @@ def test_tensorflow_logs_quieter_only_without_a_gpu(tmp_path: Path) -> None:
     assert not env.gpu_absent({"CUDA_VISIBLE_DEVICES": "0"}, tmp_path)
     (tmp_path / "nvidia0").touch()
     assert not env.gpu_absent({}, tmp_path)
+
+
+def test_tensorflow_log_level_is_chosen_once_and_an_explicit_one_wins(tmp_path: Path) -> None:
+    environ: dict[str, str] = {}
+    env.quiet_tensorflow(environ)
+    assert environ["TF_CPP_MIN_LOG_LEVEL"] == ("3" if env.gpu_absent() else "2")
+    environ = {"TF_CPP_MIN_LOG_LEVEL": "0"}
+    env.quiet_tensorflow(environ)
+    assert environ == {"TF_CPP_MIN_LOG_LEVEL": "0"}

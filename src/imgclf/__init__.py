@@ -24,6 +24,7 @@ def load(path: str | os.PathLike[str], allow_unsafe_model: bool = False) -> Clas
     See :func:`imgclf.api.load`; TensorFlow (or the export's runtime) is imported here,
     on the first call, not by ``import imgclf``.
     """
-    from imgclf import api
+    from imgclf import api, env
 
+    env.quiet_tensorflow()  # no cuInit error line on a machine without a GPU
     return api.load(path, allow_unsafe_model)

@@ -98,14 +98,21 @@ def gpu_absent(environ: Mapping[str, str] | None = None, dev: Path = Path("/dev"
     return "CUDA_VISIBLE_DEVICES" not in environ and not any(dev.glob("nvidia*"))
 
 
-def prepare(environ: MutableMapping[str, str] | None = None) -> None:
-    """The environment a command starts from: blanks dropped, ``.env`` read, TensorFlow quieter.
+def quiet_tensorflow(environ: MutableMapping[str, str] | None = None) -> None:
+    """Keep TensorFlow's C++ log to what a user needs; run before TensorFlow is imported.
 
     TensorFlow logs ``failed call to cuInit`` (an ERROR line) on every machine without a
     GPU; that probe's failure is expected there, so level 3 hides C++ errors only when
-    no GPU is present. Python exceptions still show; an explicit TF_CPP_MIN_LOG_LEVEL wins.
+    no GPU is present (else 2: warnings hidden). Python exceptions still show; an
+    explicit TF_CPP_MIN_LOG_LEVEL wins.
     """
+    environ = os.environ if environ is None else environ
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if gpu_absent(environ) else "2")
+
+
+def prepare(environ: MutableMapping[str, str] | None = None) -> None:
+    """The environment a command starts from: blanks dropped, ``.env`` read, TensorFlow quieter."""
     environ = os.environ if environ is None else environ
     drop_empty(environ)
     load_dotenv(environ)
-    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if gpu_absent(environ) else "2")
+    quiet_tensorflow(environ)

@@ -11,10 +11,14 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup repro scratch test lint compare bench clean-venv help lock container-check docs
 
+# The `## ` comment of each target, with the value of each of HELP_VARS written in it.
+HELP_VARS = RECIPE SWEEP JOBS
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) \
+		| sed $(foreach v,$(HELP_VARS),-e 's|$$($(v))|$($(v))|g') \
+		| awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
 
-setup: $(STAMP)  ## create .venv and install the project with its dev tools
+setup: $(STAMP) $(VENV)/.bin-on-path  ## create .venv and install the project with its dev tools
 
 # The exact versions of the two locks (requirements.lock: what the pipeline runs with;
 # requirements-dev.lock: tests, lint, bench), then the project itself without resolving
@@ -24,6 +28,13 @@ $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# A .pth file runs its `import` line at the start of every Python of the venv: this one
+# puts the venv's bin/ first on PATH when it is not there, so that `.venv/bin/dvc repro`
+# finds the stages' `imgclf` without an activated venv (DVC does not add its own bin/).
+$(VENV)/.bin-on-path: scripts/venv-bin-on-path.pth | $(STAMP)
+	cp $< "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/imgclf-venv-bin-on-path.pth"
 	touch $@
 
 # After changing the dependencies in pyproject.toml or requirements-dev.in: make lock
@@ -40,11 +51,12 @@ lock: setup  ## re-pin requirements.lock and requirements-dev.lock (pip-compile)
 container-check:  ## build the Docker image with podman and run the pipeline in it
 	scripts/container-check.sh
 
-repro: setup  ## run the pipeline: download -> split -> train -> evaluate
+repro: setup  ## run the pipeline: download -> pretrained -> split -> train -> evaluate -> export
 	$(BIN)/dvc repro
 	@# A stage's outputs are copied into the cache; relinking them (cache.type in
 	@# .dvc/config) leaves one copy on disk where the filesystem allows.
 	$(BIN)/dvc checkout --relink --quiet
+	@$(BIN)/imgclf summary  # the test accuracy, where things are, what to run next
 
 # The recipe's params as -S flags (imgclf recipe checks them first), run as an experiment;
 # a bad recipe stops here rather than running the default params.
@@ -68,7 +80,7 @@ compare: setup  ## queue $(SWEEP) as DVC experiments, run them, show them by tes
 	$(BIN)/dvc exp show --sort-by metrics/eval.json:test.accuracy --sort-order desc \
 		--drop 'deps|outs|Created' --precision 4
 
-bench: setup  ## benchmark against the plain Keras baseline (../shared/bench); see bench/README.md
+bench: setup  ## benchmark against the plain Keras baseline (for developers: bench/README.md)
 	$(BIN)/python bench/bench.py
 
 # The params reference in docs/params.md is generated from the field docs of

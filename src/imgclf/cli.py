@@ -7,13 +7,12 @@ exit status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import get_args
 
-from imgclf import __version__, env, pr_report
+from imgclf import __version__, env, pr_report, summary
 from imgclf.errors import UserError
 from imgclf.evaluation.folder import FOLDER_METRICS, FOLDER_PLOTS
 from imgclf.inference.options import BATCH_SIZE, FORMATS, TOP_K
@@ -364,13 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     pr_report.add_parser(sub)
     _add_recipe(sub)
+    summary.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    env.drop_empty()  # VAR= counts as unset, for us and for the libraries (imgclf.env)
+    env.prepare()  # blanks unset, .env read, TensorFlow's C++ chatter out (imgclf.env)
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     try:
         status = args.func(args)
     except UserError as exc:

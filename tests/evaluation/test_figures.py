@@ -87,3 +87,22 @@ def test_reliability_figure(rows: list[dict], tmp_path: Path) -> None:
     assert "ECE 0.350" in fig.axes[0].get_title()
     save_png(fig, tmp_path / "r.png")
     assert Image.open(tmp_path / "r.png").format == "PNG"
+
+
+@pytest.mark.parametrize("mistakes", [1, 2])
+def test_the_gallery_title_fits_with_few_mistakes(mistakes: int, tmp_path: Path) -> None:
+    y = np.array([0, 1, 0, 1])
+    probs = np.array([[0.1, 0.9], [0.8, 0.2], [0.9, 0.1], [0.1, 0.9]])  # 0 and 1 wrong
+    if mistakes == 1:
+        probs[1] = [0.2, 0.8]  # now right
+    fig = gallery_figure(np.zeros((4, 8, 8, 3), np.uint8), y, probs, ["cats", "dogs"],
+                         title="Most confident mistakes, labelled")
+    save_png(fig, tmp_path / "g.png")  # draws it
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    width = fig.bbox.width
+    texts = [fig._suptitle, *(ax.title for ax in fig.axes)]
+    assert f"({mistakes} of {mistakes} wrong" in texts[0].get_text()
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= width, (text.get_text(), box, width)
+    assert Image.open(tmp_path / "g.png").size[0] == round(width)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from imgclf import fsutil
 from imgclf.evaluation.metrics import confusion_matrix, worst_mistakes
@@ -49,8 +50,9 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
     rows = max(1, math.ceil(len(chosen) / columns))
     size = (2.4 * columns, 2.6 * rows + 0.5) if len(chosen) else (6.4, 2.4)
     fig = Figure(figsize=size, dpi=100)
-    fig.suptitle(f"{title} ({len(chosen)} of {int((predicted != y_true).sum())} wrong, "
-                 f"{len(y_true)} images)", fontsize=11)
+    heading = fig.suptitle(f"{title} ({len(chosen)} of {int((predicted != y_true).sum())} "
+                           f"wrong, {len(y_true)} images)", fontsize=11)
+    _fit_width(fig, heading)
     if not len(chosen):
         ax = fig.add_subplot(1, 1, 1)
         ax.axis("off")
@@ -70,6 +72,14 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
                      fontsize=9, color=WRONG)
     fig.tight_layout()
     return fig
+
+
+def _fit_width(fig: Figure, text: Text, margin: float = 0.3) -> None:
+    """Widen ``fig`` (inches) when ``text`` and ``margin`` on either side do not fit: a
+    gallery of one or two images is narrower than its title."""
+    width = text.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width / fig.dpi
+    if width + 2 * margin > fig.get_figwidth():
+        fig.set_figwidth(width + 2 * margin)
 
 
 CONFUSION_COUNTS_UP_TO = 30

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -17,6 +18,15 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 # A header claiming more pixels than this is refused before decoding: a 3-byte-per-
 # pixel decode of it would take gigabytes (a "decompression bomb").
 MAX_PIXELS = 64_000_000
+# load_image reads at most this many MB of a file, unless $IMGCLF_MAX_IMAGE_MB says
+# otherwise: generous, since split accepts large TIFFs, but a sparse 2 GB ``.jpg`` is
+# refused from its size instead of read into memory.
+MAX_IMAGE_MB = 256
+MAX_IMAGE_MB_ENV = "IMGCLF_MAX_IMAGE_MB"
+# What fstat calls the files load_image refuses to read, for the one-line reason.
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
 
 
 class ImageError(ValueError):
@@ -45,14 +55,68 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
-    """Return the image file at ``path`` as a ``(size, size, 3)`` uint8 array (see decode_image)."""
+def max_image_bytes(environ: dict[str, str] | None = None) -> int:
+    """The most bytes ``load_image`` reads: ``$IMGCLF_MAX_IMAGE_MB`` MB, else ``MAX_IMAGE_MB``.
+
+    Read with ``os.environ`` (empty is unset, as ``imgclf.env.get`` does), so the split
+    workers importing this module load nothing more.
+    """
+    value = (os.environ if environ is None else environ).get(MAX_IMAGE_MB_ENV, "").strip()
+    if not value:
+        return MAX_IMAGE_MB * 1024 * 1024
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        mb = float(value)
+    except ValueError:
+        mb = -1.0
+    if not mb > 0:
+        raise ImageError(f"{MAX_IMAGE_MB_ENV}={value}: give a positive number of MB "
+                         f"(default {MAX_IMAGE_MB}) or unset it")
+    return int(mb * 1024 * 1024)
+
+
+def read_image_file(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` (``max_image_bytes()``).
+
+    Opened without blocking and checked with fstat before any read, so a FIFO never
+    hangs the caller, and a device (a link to ``/dev/zero``) or an oversized file is an
+    ``ImageError`` naming what it is instead of filling the memory.
+    """
+    limit = max_image_bytes() if limit is None else limit
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise ImageError(f"cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, size)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            what = next((name for test, name in _NOT_REGULAR if test(info.st_mode)),
+                        "not a file")
+            raise ImageError(f"cannot read ({what}, not a regular file)")
+        if info.st_size > limit:
+            raise ImageError(_too_large(limit))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)  # +1: a file that grew past the limit is still caught
+    except OSError as exc:
+        raise ImageError(f"cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ImageError(_too_large(limit))
+    return data
+
+
+def _too_large(limit: int) -> str:
+    shown = f"{limit / 1024 / 1024:g} MB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
+    return f"larger than the {shown} allowed; set {MAX_IMAGE_MB_ENV} to read bigger files"
+
+
+def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
+    """Return the image file at ``path`` as a ``(size, size, 3)`` uint8 array (see decode_image).
+
+    Only regular files are read, and at most ``max_image_bytes()`` of them
+    (``$IMGCLF_MAX_IMAGE_MB``); anything else is an ``ImageError`` with the reason.
+    """
+    return decode_image(read_image_file(path), size)
 
 
 def decode_image(data: bytes, size: int) -> np.ndarray:

@@ -24,7 +24,14 @@ from tqdm import tqdm
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
 from imgclf.data.duplicates import duplicate_groups, label_conflicts
-from imgclf.data.layout import IMAGE_SUFFIXES, given_splits, has_image_suffix, is_hidden
+from imgclf.data.layout import (
+    IMAGE_SUFFIXES,
+    SKIPPED_LIST,
+    given_splits,
+    has_image_suffix,
+    is_hidden,
+    read_skipped,
+)
 from imgclf.data.presplit import (
     describe,
     duplicates_across_splits,
@@ -63,6 +70,8 @@ def scan(raw: Path) -> Scan:
     per_class: dict[str, list[str]] = {}
     for entry in sorted(raw.iterdir()):
         rel = entry.name
+        if rel == SKIPPED_LIST:  # download's list, merged by run()
+            continue
         if is_hidden(rel):
             skipped.append({"path": rel, "reason": "hidden"})
         elif entry.is_symlink() and not entry.resolve().is_relative_to(root):
@@ -162,7 +171,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         # Pass 1: decode each file once; workers write the encoded pixels to scratch files.
         kept: list[int] = []  # index into found.files of each usable image
         decoded: list[Decoded] = []
-        skipped = list(found.skipped)
+        skipped = found.skipped + read_skipped(raw)  # and what download did not copy
         results = _decoded([str(raw / f) for f, _ in found.files], size, tmp,
                            split.encoding, split.quality)
         bar = tqdm(results, total=len(found.files), desc="split: decoding", unit="img",

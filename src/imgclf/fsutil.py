@@ -1,7 +1,9 @@
 """Files: write outputs under a temporary name and rename them into place; hash them.
 
 A stage killed halfway must never leave an output that looks complete, so every
-file and folder a stage produces goes through one of these helpers.
+file and folder a stage produces goes through one of these helpers. Their temporary
+names are made private (``mkstemp``: 0600, ``mkdtemp``: 0700); before the rename they
+get the modes a plain ``open`` / ``mkdir`` would give, under the user's umask.
 """
 
 from __future__ import annotations
@@ -16,16 +18,36 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imgclf.errors import UserError
+
 DECIMALS = 6
 """Decimal places kept in the floats of the files the project writes (metrics,
 predictions), so that they diff cleanly between runs."""
+
+
+def umask() -> int:
+    """The process's umask, without changing it where the system tells (Linux's /proc):
+    ``os.umask`` can only read it by setting it, a race with other threads' files."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     """A fresh, unused name beside ``path`` (same filesystem, so the rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows, where there are no such modes
+            os.fchmod(fd, 0o666 & ~umask())
+    finally:
+        os.close(fd)
     return Path(name)
 
 
@@ -46,8 +68,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` as UTF-8. A file name that is not UTF-8 (Python holds its bytes as
+    lone surrogates, see os.fsdecode) is written back as those bytes, not an error."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -64,6 +88,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~umask())
     try:
         yield tmp
         old = None
@@ -87,3 +112,28 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """The hex sha256 of a file's bytes."""
     return file_digest(path, "sha256")
+
+
+def check_writable(path: str | os.PathLike[str], flag: str = "--output") -> None:
+    """Raise ``UserError`` (one line naming ``flag`` and ``path``) unless a file can be
+    written at ``path`` as ``write_text`` writes it: checked before long work, so it does
+    not fail with a traceback once the work is done.
+
+    A temporary file is created in the nearest existing folder of ``path`` and removed;
+    ``path`` itself is untouched.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; name a file in it, e.g. {path / 'out.txt'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # write_text creates the rest
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"{flag} {path}: {folder} is not a folder; choose another place")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".imgclf.", suffix=".check", dir=folder)
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write in {folder} "
+                        f"({exc.strerror or exc}); choose another place") from None
+    os.close(fd)
+    os.unlink(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 import stat
 import threading
@@ -17,6 +18,7 @@ import pytest
 from imgclf import cli
 from imgclf.data import download
 from imgclf.data.download import KnownDataset, run
+from imgclf.data.layout import SKIPPED_LIST
 from imgclf.errors import UserError
 from imgclf.fetch import fetch_url, http_timeout
 from imgclf.params import DEFAULT_SOURCE, DataParams
@@ -88,7 +90,11 @@ def test_local_folder_is_copied_not_moved(tmp_path: Path, kit, clean_env: Path) 
     (src / "dogs/d1.jpg").chmod(0o444)
     fetch("../src")  # relative to the working folder
     out = clean_env / "data/raw"
-    assert kit.read_tree(out) == FILES_A
+    copied = kit.read_tree(out)
+    listed = json.loads(copied.pop(SKIPPED_LIST))["skipped"]
+    assert copied == FILES_A
+    assert listed == [{"path": ".cache", "reason": "hidden"},
+                      {"path": "cats/.DS_Store", "reason": "hidden"}]
     assert kit.read_tree(src)["cats/a1.jpg"] == b"cat one"  # the source is untouched
     assert (out / "dogs/d1.jpg").stat().st_mode & stat.S_IWUSR  # copies are plain files
     assert leftovers(clean_env / "data") == []

@@ -37,7 +37,14 @@ from urllib.parse import urlsplit
 from imgclf import env
 from imgclf.data.archive import extract
 from imgclf.data.checksums import read_manifest
-from imgclf.data.copying import copy_classes, copy_split_classes, copy_verified, find_class_root
+from imgclf.data.copying import (
+    Listing,
+    copy_classes,
+    copy_split_classes,
+    copy_verified,
+    describe_listing,
+    find_class_root,
+)
 from imgclf.data.kaggle import kaggle_credentials, kaggle_url
 from imgclf.data.layout import given_splits
 from imgclf.data.sources import (
@@ -86,10 +93,11 @@ def run(data: DataParams, out: str | os.PathLike[str], *,
         root, origin = _obtain(source, dataset is not None, work, timeout)
         root = find_class_root(root, origin)
         layout = given_splits(root)
+        found = Listing()
         if manifest is None and layout:  # train/, test/ ... kept as they are for split
-            counts = copy_split_classes(root, layout, dest)
+            counts, found = copy_split_classes(root, layout, dest)
         elif manifest is None:
-            counts = copy_classes(root, dest)
+            counts, found = copy_classes(root, dest)
         else:
             fix = (f"replace the damaged files in {root}, or unset {MIRROR_ENV} to download "
                    "a fresh copy" if origin.startswith(MIRROR_ENV) else
@@ -99,7 +107,7 @@ def run(data: DataParams, out: str | os.PathLike[str], *,
     per_class = ", ".join(f"{name} {n}" for name, n in counts.items())
     checked = f", verified against {dataset.manifest.name}" if dataset else ""
     print(f"download: {sum(counts.values())} files in {len(counts)} classes ({per_class}) "
-          f"from {origin} -> {out}{checked}", file=sys.stderr)
+          f"from {origin} -> {out}{checked}{describe_listing(found, out)}", file=sys.stderr)
 
 
 @contextmanager

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -17,25 +19,71 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 # A header claiming more pixels than this is refused before decoding: a 3-byte-per-
 # pixel decode of it would take gigabytes (a "decompression bomb").
 MAX_PIXELS = 64_000_000
+# load_image reads at most this many MB of a file, unless $IMGCLF_MAX_IMAGE_MB says
+# otherwise: generous, since split accepts large TIFFs, but a sparse 2 GB ``.jpg`` is
+# refused from its size instead of read into memory.
+MAX_IMAGE_MB = 256
+MAX_IMAGE_MB_ENV = "IMGCLF_MAX_IMAGE_MB"
+# What fstat calls the files load_image refuses to read, for the one-line reason.
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
 
 
 class ImageError(ValueError):
     """The file is not a usable image; the message is the reason, for reports."""
 
 
+# Modes of more than 8 bits a sample, turned into 8-bit gray by scaling (see _wide_to_l).
+WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+# _wide_to_l converts this many pixels at a time: the int64 / float64 arithmetic of one
+# block takes 8 MB, whatever the image's size.
+BLOCK_PIXELS = 1 << 20
+
+
+def _row_blocks(im: Image.Image) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, samples)`` of ``im`` in blocks of about ``BLOCK_PIXELS``.
+
+    Cropped one block at a time: ``np.asarray`` of the whole image would hold its bytes
+    twice over (Pillow's ``tobytes`` joins chunks) beside the decoded image itself.
+    """
+    width, height = im.size
+    rows = max(1, BLOCK_PIXELS // max(1, width))
+    for r in range(0, height, rows):
+        yield r, np.asarray(im.crop((0, r, width, min(height, r + rows))))
+
+
+def _wide_to_l(im: Image.Image) -> Image.Image:
+    """A 16/32-bit or float image to 8-bit gray ("L"), a block of rows at a time.
+
+    Integers (16-bit, and 32-bit "I"): the actual range is scaled to 0..255 when the
+    maximum is above 255 (``v * 255 // max``, negatives to 0), else clipped; floats
+    ("F"): ``min..max`` is stretched to 0..255 (NaN or flat: black). No copy of the
+    image wider than its 8-bit result is made: an 8000x8000 16-bit PNG of 124 KB used
+    to take 1.3 GB here (float64 copies), now its decoded 128 MB plus the 64 MB result.
+    """
+    out = np.zeros((im.size[1], im.size[0]), np.uint8)
+    if not out.size:
+        return Image.fromarray(out, "L")
+    # np.min / np.max, not Python's: a NaN in any block must come through.
+    ends = np.array([(block.min(), block.max()) for _, block in _row_blocks(im)], np.float64)
+    lo, hi = float(ends[:, 0].min()), float(ends[:, 1].max())
+    if im.mode == "F":
+        if hi > lo:  # (with a NaN among them, neither is greater)
+            for r, block in _row_blocks(im):
+                # float64 arithmetic as before, on a block: the very same pixels.
+                scaled = (block.astype(np.float64) - lo) * (255.0 / (hi - lo))
+                out[r:r + len(block)] = scaled.astype(np.uint8)
+        return Image.fromarray(out, "L")
+    top = int(hi)
+    for r, block in _row_blocks(im):
+        values = np.clip(block, 0, None).astype(np.int64)
+        out[r:r + len(block)] = values * 255 // top if top > 255 else np.minimum(values, 255)
+    return Image.fromarray(out, "L")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB, compositing transparency onto white."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16/32-bit grayscale: scale the actual range to 0..255 instead of clipping.
-        a = np.asarray(im, dtype=np.float64)
-        hi = a.max()
-        a = a * (255.0 / hi) if hi > 255 else a
-        im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
-    elif im.mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-        im = Image.fromarray(a.astype(np.uint8), "L")
+    """Any 8-bit Pillow mode to 8-bit RGB, compositing transparency onto white."""
     if im.mode == "P" or (im.mode in ("RGB", "L") and "transparency" in im.info):
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -45,14 +93,79 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
-    """Return the image file at ``path`` as a ``(size, size, 3)`` uint8 array (see decode_image)."""
+def _resized_rgb(im: Image.Image, size: int) -> Image.Image:
+    """``im`` as the ``size`` x ``size`` 8-bit RGB picture the model sees.
+
+    Wide modes are resized as gray and only then made RGB: the three channels are copies,
+    so the result is the same as converting first, without an RGB copy at full size.
+    """
+    if im.mode in WIDE_MODES:
+        return _wide_to_l(im).resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
+    return _to_rgb(im).resize((size, size), Image.Resampling.BILINEAR)
+
+
+def max_image_bytes(environ: dict[str, str] | None = None) -> int:
+    """The most bytes ``load_image`` reads: ``$IMGCLF_MAX_IMAGE_MB`` MB, else ``MAX_IMAGE_MB``.
+
+    Read with ``os.environ`` (empty is unset, as ``imgclf.env.get`` does), so the split
+    workers importing this module load nothing more.
+    """
+    value = (os.environ if environ is None else environ).get(MAX_IMAGE_MB_ENV, "").strip()
+    if not value:
+        return MAX_IMAGE_MB * 1024 * 1024
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        mb = float(value)
+    except ValueError:
+        mb = -1.0
+    if not mb > 0:
+        raise ImageError(f"{MAX_IMAGE_MB_ENV}={value}: give a positive number of MB "
+                         f"(default {MAX_IMAGE_MB}) or unset it")
+    return int(mb * 1024 * 1024)
+
+
+def read_image_file(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` (``max_image_bytes()``).
+
+    Opened without blocking and checked with fstat before any read, so a FIFO never
+    hangs the caller, and a device (a link to ``/dev/zero``) or an oversized file is an
+    ``ImageError`` naming what it is instead of filling the memory.
+    """
+    limit = max_image_bytes() if limit is None else limit
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise ImageError(f"cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, size)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            what = next((name for test, name in _NOT_REGULAR if test(info.st_mode)),
+                        "not a file")
+            raise ImageError(f"cannot read ({what}, not a regular file)")
+        if info.st_size > limit:
+            raise ImageError(_too_large(limit))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)  # +1: a file that grew past the limit is still caught
+    except OSError as exc:
+        raise ImageError(f"cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ImageError(_too_large(limit))
+    return data
+
+
+def _too_large(limit: int) -> str:
+    shown = f"{limit / 1024 / 1024:g} MB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
+    return f"larger than the {shown} allowed; set {MAX_IMAGE_MB_ENV} to read bigger files"
+
+
+def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
+    """Return the image file at ``path`` as a ``(size, size, 3)`` uint8 array (see decode_image).
+
+    Only regular files are read, and at most ``max_image_bytes()`` of them
+    (``$IMGCLF_MAX_IMAGE_MB``); anything else is an ``ImageError`` with the reason.
+    """
+    return decode_image(read_image_file(path), size)
 
 
 def decode_image(data: bytes, size: int) -> np.ndarray:
@@ -96,9 +209,7 @@ def _decode(data: bytes, size: int) -> tuple[Image.Image, tuple[int, int]]:
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: much faster, and the
                 # result is still at least ``size`` pixels a side.
                 im.draft("RGB", (size, size))
-                im = ImageOps.exif_transpose(im)
-                im = _to_rgb(im)
-                return im.resize((size, size), Image.Resampling.BILINEAR), shown
+                return _resized_rgb(ImageOps.exif_transpose(im), size), shown
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -9,6 +9,7 @@ and the benchmark. A dataset may also come split, as ``train/``, ``test/`` (mayb
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePath
 
 from imgclf.errors import UserError
@@ -67,10 +68,21 @@ def given_splits(folder: Path) -> dict[str, str] | None:
     return found if {"train", "test"} <= found.keys() else None
 
 
-def split_class_files(root: Path, layout: dict[str, str]) -> list[str]:
-    """``<split folder>/<class>/<file>`` of the files directly in each class folder."""
-    names = []
-    for folder in layout.values():
-        for cls in class_dirs(root / folder):
-            names += [f"{folder}/{cls.name}/{f.name}" for f in visible_files(cls)]
-    return names
+# The list of the dataset's entries that download did not copy, in its output folder
+# (imgclf.data.copying); split merges it into its report.
+SKIPPED_LIST = ".skipped.json"
+
+
+def read_skipped(raw: Path) -> list[dict[str, str]]:
+    """Download's ``{"path", "reason"}`` entries of ``raw/SKIPPED_LIST`` ([] without one),
+    each reason marked as download's (the report's reason kinds stay split's)."""
+    path = raw / SKIPPED_LIST
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["skipped"]
+        return [{"path": str(r["path"]), "reason": f"{r['reason']} (left out by download)"}
+                for r in rows]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not download's list of skipped entries ({exc}); rerun "
+                        "the download stage (dvc repro download)") from None

@@ -26,7 +26,14 @@ import numpy as np
 from imgclf import fsutil
 from imgclf.data.decoding import THUMB_SIDE, Decoded, close_scratch, decode_file
 from imgclf.data.duplicates import duplicate_groups, label_conflicts
-from imgclf.data.layout import IMAGE_SUFFIXES, given_splits, has_image_suffix, is_hidden
+from imgclf.data.layout import (
+    IMAGE_SUFFIXES,
+    SKIPPED_LIST,
+    given_splits,
+    has_image_suffix,
+    is_hidden,
+    read_skipped,
+)
 from imgclf.data.presplit import (
     describe,
     duplicates_across_splits,
@@ -67,6 +74,8 @@ def scan(raw: Path) -> Scan:
     per_class: dict[str, list[str]] = {}
     for entry in sorted(raw.iterdir()):
         rel = entry.name
+        if rel == SKIPPED_LIST:  # download's list, merged by run()
+            continue
         if is_hidden(rel):
             skipped.append({"path": rel, "reason": "hidden"})
         elif entry.is_symlink() and not entry.resolve().is_relative_to(root):
@@ -181,7 +190,7 @@ def decode_all(found: Scan, raw: Path, tmp: Path, size: int, split: SplitParams)
     pixels to scratch files in ``tmp``."""
     kept: list[int] = []
     decoded: list[Decoded] = []
-    skipped = list(found.skipped)
+    skipped = found.skipped + read_skipped(raw)  # and what download did not copy
     results = _decoded([str(raw / f) for f, _ in found.files], size, tmp,
                        split.encoding, split.quality)
     bar = progress(results, total=len(found.files), desc="split: decoding", unit="img")

@@ -48,7 +48,8 @@ def set_aside_warnings(class_folders: Sequence[str], files: Sequence[tuple[str, 
     for entry in skipped:
         folder, _, rest = entry["path"].partition("/")
         if not rest:
-            if entry["reason"] in ("empty class folder", "class folder has no usable image"):
+            if reason_kind(entry["reason"]) in ("empty class folder",
+                                                "class folder has no usable image"):
                 lines.append(f"class folder {folder!r}: {entry['reason']}; it is left out")
             continue
         lost.setdefault(folder, Counter())[reason_kind(entry["reason"])] += 1

@@ -55,12 +55,22 @@ SKIPS = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reverse", action="store_true",
+                     help="run the tests in reverse order: with -p no:randomly, a test that "
+                          "needs another to run first fails")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, when that is active
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked realdata / realweights skip, with the reason, when those are missing."""
+    """Tests marked realdata / realweights skip, with the reason, when those are missing;
+    ``--reverse`` turns the order round."""
     for item in items:
         for marker, (found, reason) in SKIPS.items():
             if item.get_closest_marker(marker) and found is None:
                 item.add_marker(pytest.mark.skip(reason=reason))
+    if config.getoption("--reverse"):
+        items.reverse()
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +136,25 @@ def make_pipeline_repo(repo: Path, images: Path, params: dict) -> Path:
     return repo
 
 
+def copy_repo(template: Path, dest: Path) -> Path:
+    """A self-contained copy at ``dest`` of the repo ``template`` (made by
+    ``make_pipeline_repo``), to change freely: git, DVC's cache and the workspace.
+
+    File times are kept, so DVC and the ``source`` stage see the same files. DVC's
+    scratch folder .dvc/tmp (locks, the hash cache, the experiment queue) is left out:
+    DVC makes it anew. The template must use ``cache.type copy`` (not links into its
+    cache): a link in the copy would still point into the template.
+    """
+    def scratch(folder: str, names: list[str]) -> list[str]:
+        return ["tmp"] if Path(folder).name == ".dvc" else []
+
+    shutil.copytree(template, dest, symlinks=True, ignore=scratch)
+    for path in dest.rglob("*"):
+        if path.is_symlink():
+            assert path.resolve().is_relative_to(dest.resolve()), f"{path} links outside"
+    return dest
+
+
 @pytest.fixture(scope="session")
 def git_environ() -> dict[str, str]:
     """``git_env()``: for git and dvc commands in a throw-away repo."""
@@ -136,6 +165,12 @@ def git_environ() -> dict[str, str]:
 def pipeline_repo() -> Callable[[Path, Path, dict], Path]:
     """The ``make_pipeline_repo`` builder."""
     return make_pipeline_repo
+
+
+@pytest.fixture(scope="session")
+def repo_copier() -> Callable[[Path, Path], Path]:
+    """The ``copy_repo`` helper: a copy of a template repo for each test to change."""
+    return copy_repo
 
 
 @pytest.fixture(scope="session")

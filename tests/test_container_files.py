@@ -1,19 +1,26 @@
 """The files around the code: lock file, Dockerfile, .dockerignore, compose, workflows.
 
 Linted with the real tools (hadolint and actionlint, installed from the dev extras) and
-read for what they must hold. Building the image is `make container-check`'s job: it
-needs podman, these tests do not.
+read for what they must hold. .dockerignore is applied by Docker's own client (the
+docker CLI, talking to a stand-in for the engine on a Unix socket). Building the image
+is `make container-check`'s job: it needs podman, these tests do not.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
+import socketserver
 import subprocess
 import sys
+import tarfile
+import threading
 import tomllib
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -146,55 +153,115 @@ def test_dockerfile_runs_dvc_repro_as_a_user_and_takes_any_command() -> None:
 
 # --- .dockerignore -----------------------------------------------------------------------
 
-def _pattern(glob: str) -> re.Pattern[str]:
-    out, i = "", 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif glob.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif glob[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif glob[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(glob[i]), i + 1
-    return re.compile(out)
+class _FakeDaemon(BaseHTTPRequestHandler):
+    """Just enough of the Docker Engine API for ``docker build``: it keeps the build
+    context the client sends (a tar) and ends the build."""
+
+    protocol_version = "HTTP/1.1"
+    contexts: ClassVar[list[bytes]] = []
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def address_string(self) -> str:  # a Unix socket has no client address
+        return "docker"
+
+    def _reply(self, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(200)
+        for name, value in (("Api-Version", "1.47"), ("Content-Type", ctype),
+                            ("Content-Length", str(len(body)))):
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        out = bytearray()
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            out += self.rfile.read(size)
+            self.rfile.readline()
+        self.rfile.readline()
+        return bytes(out)
+
+    def do_HEAD(self) -> None:  # /_ping
+        self._reply(b"OK")
+
+    do_GET = do_HEAD
+
+    def do_POST(self) -> None:  # /vX/build
+        self.contexts.append(self._body())
+        self._reply(b'{"error": "context received", "errorDetail": {"message": "ok"}}\n',
+                    "application/json")
 
 
-def docker_ignores(path: str) -> bool:
-    """Whether Docker leaves ``path`` out of the build context (last matching rule wins;
-    a rule that matches a folder matches everything in it)."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    ignored = False
-    for line in (REPO / ".dockerignore").read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        rule = _pattern(os.path.normpath(line.lstrip("!").strip("/")))
-        if any(rule.fullmatch(p) for p in prefixes):
-            ignored = not negate
-    return ignored
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
 
 
-@pytest.mark.parametrize("path", [
-    ".env", ".venv/bin/python", ".git/HEAD", "data/raw/cats/1.jpg", "data/prepared/shard-0.bin",
-    "models/model.keras", ".dvc/cache/files/md5/ab/cdef", ".dvc/tmp/lock", "wandb/run-1/x",
+def build_context(folder: Path, scratch: Path) -> set[str]:
+    """The paths under ``folder`` that Docker's own client (the docker CLI's classic
+    builder, with ``folder``'s .dockerignore) sends as the build context."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("needs the docker CLI (the client alone: no engine) to compute the "
+                    "build context with Docker's own .dockerignore rules")
+    socket = scratch / "docker.sock"
+    server = _UnixServer(str(socket), _FakeDaemon)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeDaemon.contexts.clear()
+    env = {**os.environ, "DOCKER_HOST": f"unix://{socket}", "DOCKER_BUILDKIT": "0",
+           "DOCKER_CONFIG": str(scratch / "config")}
+    try:
+        proc = subprocess.run([docker, "build", "-q", "."], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(_FakeDaemon.contexts) == 1, proc.stdout + proc.stderr
+    with tarfile.open(fileobj=io.BytesIO(_FakeDaemon.contexts[0])) as tar:
+        return set(tar.getnames())
+
+
+KEPT_OUT = [
+    ".env", ".env.local", ".venv/bin/python", ".git/HEAD", "data/raw/cats/1.jpg",
+    "data/prepared/shard-0.bin", "models/model.keras", ".dvc/cache/files/md5/ab/cdef",
+    ".dvc/tmp/lock", ".dvc/config.local", "wandb/run-1/x",
     "src/imgclf/__pycache__/cli.cpython-311.pyc", "tests/__pycache__/x.pyc",
-])
-def test_dockerignore_keeps_out(path: str) -> None:
-    assert docker_ignores(path)
-
-
-@pytest.mark.parametrize("path", [
+]
+KEPT_IN = [
     "src/imgclf/cli.py", "src/imgclf/data/download.py", "src/imgclf/pr_report/__init__.py",
     "requirements.lock", "pyproject.toml", "dvc.yaml", "dvc.lock", "params.yaml",
     ".dvc/config", "metrics/eval.json", ".gitignore", ".env.example", "README.md",
-])
-def test_dockerignore_keeps_in(path: str) -> None:
-    assert not docker_ignores(path)
+]
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The build context Docker makes of a folder holding this repo's Dockerfile and
+    .dockerignore and an empty file at each path of KEPT_OUT and KEPT_IN."""
+    folder = tmp_path_factory.mktemp("context")
+    for name in ("Dockerfile", ".dockerignore"):
+        shutil.copy(REPO / name, folder / name)
+    for path in KEPT_OUT + KEPT_IN:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).touch()
+    return build_context(folder, tmp_path_factory.mktemp("docker"))
+
+
+def test_docker_sends_a_context(context: set[str]) -> None:
+    assert {"Dockerfile", ".dockerignore", "src/imgclf/cli.py"} <= context
+
+
+@pytest.mark.parametrize("path", KEPT_OUT)
+def test_dockerignore_keeps_out(context: set[str], path: str) -> None:
+    assert path not in context
+
+
+@pytest.mark.parametrize("path", KEPT_IN)
+def test_dockerignore_keeps_in(context: set[str], path: str) -> None:
+    assert path in context
 
 
 # --- docker-compose.yml and .env.example -------------------------------------------------

@@ -1,19 +1,22 @@
 """End to end: real `dvc repro`, `dvc exp run`, `dvc metrics diff` in a throw-away git repo.
 
 The repo's dvc.yaml, params.yaml and code are copied into a temporary git repository
-and run on a tiny generated image set, exactly as a user would run them.
+and run on a tiny generated image set, exactly as a user would run them. That repo is
+built and reproduced once (``template``); each test changes its own copy of it, so
+the tests run alone or in any order.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -37,22 +40,20 @@ TINY_PARAMS = {
     "export": {"int8_samples": 20, "latency_runs": 5},
 }
 
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
-               DVC_NO_ANALYTICS="1")
-    return env
+Sh = Callable[..., str]
 
 
-def sh(cwd: Path, *args: str) -> str:
-    """Run a command in ``cwd``; fail the test with its output if it fails."""
-    cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
+@pytest.fixture(scope="session")
+def sh(git_environ: dict[str, str]) -> Sh:
+    """``sh(cwd, *args)``: run a command (``dvc ...`` through this venv's DVC) in ``cwd``,
+    return its output; fail the test with the output if it fails."""
+    def run(cwd: Path, *args: str) -> str:
+        cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
+        proc = subprocess.run(cmd, cwd=cwd, env=git_environ, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout + proc.stderr
+
+    return run
 
 
 def ran(dvc_output: str) -> list[str]:
@@ -67,19 +68,57 @@ def assert_nothing_else_ran(dvc_output: str) -> None:
         assert f"Stage '{stage}' didn't change, skipping" in dvc_output, (stage, dvc_output)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[..., Path],
-            pipeline_repo: Callable[..., Path]) -> Path:
-    """A git + DVC repo with this project's pipeline, pointed at generated images."""
+def experiments(sh: Sh, project: Path) -> list[dict[str, Any]]:
+    """Each experiment's entry in ``dvc exp show --json``: ``{"name", "data", ...}``."""
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json"))
+    return [rev for entry in shown for exp in entry.get("experiments") or []
+            for rev in exp.get("revs", [])]
+
+
+def experiment(sh: Sh, project: Path, name: str) -> dict[str, Any]:
+    """The data (params, metrics) of the experiment called ``name``."""
+    found = [rev["data"] for rev in experiments(sh, project) if rev.get("name") == name]
+    assert found, f"experiment {name} missing from dvc exp show"
+    return found[0]
+
+
+def set_params(project: Path, changes: dict) -> None:
+    """Lay ``changes`` over the repo's params.yaml."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    (project / "params.yaml").write_text(yaml.safe_dump(merge(params, changes), sort_keys=False))
+
+
+class Template(NamedTuple):
+    repo: Path  # committed after its first `dvc repro`; never changed by a test
+    first_repro: str  # what that repro printed
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory, image_folder: Callable[..., Path],
+             pipeline_repo: Callable[..., Path], sh: Sh) -> Template:
+    """A git + DVC repo with this project's pipeline, pointed at generated images,
+    reproduced once and committed."""
     root = tmp_path_factory.mktemp("e2e")
     images = image_folder(root / "images", ["cat", "dog", "eel"], per_class=20)
     repo = pipeline_repo(root / "repo", images, TINY_PARAMS)
-    return repo
+    # Real copies in the workspace, no links into the cache: copies of the repo stand alone.
+    sh(repo, "dvc", "config", "cache.type", "copy")
+    out = sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "first run")
+    return Template(repo, out)
 
 
-def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
-    out = sh(project, "dvc", "repro")
-    assert sorted(ran(out)) == sorted(STAGES)
+@pytest.fixture
+def project(template: Template, tmp_path: Path,
+            repo_copier: Callable[[Path, Path], Path]) -> Path:
+    """This test's own copy of the reproduced ``template`` repo."""
+    return repo_copier(template.repo, tmp_path / "repo")
+
+
+def test_repro_runs_every_stage_and_writes_metrics(template: Template, project: Path,
+                                                   sh: Sh) -> None:
+    assert sorted(ran(template.first_repro)) == sorted(STAGES)
     metrics = json.loads((project / "metrics/eval.json").read_text())
     assert {"accuracy", "precision", "recall", "f1", "auroc", "loss"} <= metrics["test"].keys()
     assert set(metrics["test"]["per_class"]) == {"cat", "dog", "eel"}
@@ -89,8 +128,6 @@ def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
     formats = ("savedmodel", "tflite_float16", "tflite_int8", "onnx")
     assert all(exported[f]["agreement"] >= 0.995 for f in formats), exported
     assert (project / "models/export/model_int8.tflite").is_file()
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "first run")
     # Pictures made of dataset photos stay in the DVC cache, out of git.
     tracked = sh(project, "git", "ls-files", "metrics", "data", "models").split()
     photos = [f for f in tracked if f.endswith(".png") and ("gallery/" in f or "report/" in f)]
@@ -100,7 +137,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project: Path) -> None:
     assert not [f for f in tracked if f.startswith("models/export/")]  # DVC-cached
 
 
-def test_second_repro_reruns_nothing(project: Path) -> None:
+def test_second_repro_reruns_nothing(project: Path, sh: Sh) -> None:
     source_json = (project / "data/source.json").read_bytes()
     assert_nothing_else_ran(sh(project, "dvc", "repro"))
     assert (project / "data/source.json").read_bytes() == source_json
@@ -108,8 +145,15 @@ def test_second_repro_reruns_nothing(project: Path) -> None:
     assert sh(project, "git", "status", "--porcelain") == ""  # dvc.lock did not change
 
 
-def test_a_new_image_in_the_source_folder_reruns_download(project: Path) -> None:
-    images = Path(yaml.safe_load((project / "params.yaml").read_text())["data"]["source"])
+def test_a_new_image_in_the_source_folder_reruns_download(project: Path, sh: Sh,
+                                                          tmp_path: Path) -> None:
+    # This test's own copy of the photos (file times kept), committed as the baseline:
+    # the template's stay as they are.
+    shared = Path(yaml.safe_load((project / "params.yaml").read_text())["data"]["source"])
+    images = shutil.copytree(shared, tmp_path / "images")
+    set_params(project, {"data": {"source": str(images)}})
+    sh(project, "dvc", "repro", "download")  # source and download: the photos are the same
+    sh(project, "git", "commit", "-qam", "own copy of the photos")
     rng = np.random.default_rng(12345)  # unlike every generated image: no duplicate
     pixels = np.clip(np.array([200, 40, 40]) + rng.integers(-40, 40, (24, 24, 3)), 0, 255)
     Image.fromarray(pixels.astype(np.uint8)).save(images / "cat" / "new_photo.png")
@@ -124,21 +168,14 @@ def test_a_new_image_in_the_source_folder_reruns_download(project: Path) -> None
     assert "cat/new_photo.png," in manifest
     # Nothing changed since: back to a no-op.
     assert_nothing_else_ran(sh(project, "dvc", "repro"))
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "a new cat photo")
 
 
-def test_evaluate_param_reruns_only_evaluate(project: Path) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["evaluate"]["batch_size"] = 7
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh(project, "dvc", "repro")
-    assert ran(out) == ["source", "evaluate"]
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "evaluate batch size")
+def test_evaluate_param_reruns_only_evaluate(project: Path, sh: Sh) -> None:
+    set_params(project, {"evaluate": {"batch_size": 7}})
+    assert ran(sh(project, "dvc", "repro")) == ["source", "evaluate"]
 
 
-def stale(project: Path) -> set[str]:
+def stale(sh: Sh, project: Path) -> set[str]:
     """The stages ``dvc status`` says would rerun, besides the always-changed ``source``."""
     return set(json.loads(sh(project, "dvc", "status", "--json"))) - set(ALWAYS)
 
@@ -152,30 +189,23 @@ def stale(project: Path) -> set[str]:
     ("requirements-dev.lock", set()),  # a dev tool's pin
 ])
 def test_one_changed_byte_reruns_exactly_the_stages_that_run_it(
-        project: Path, path: str, expected: set[str]) -> None:
+        project: Path, sh: Sh, path: str, expected: set[str]) -> None:
     file = project / path
     original = file.read_bytes()
-    assert stale(project) == set()
-    try:
-        file.write_bytes(original + b"\n")
-        assert stale(project) == expected
-    finally:
-        file.write_bytes(original)
-    assert stale(project) == set()
+    assert stale(sh, project) == set()
+    file.write_bytes(original + b"\n")
+    assert stale(sh, project) == expected
+    file.write_bytes(original)
+    assert stale(sh, project) == set()
 
 
-def test_export_param_reruns_only_export(project: Path) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["export"]["latency_runs"] = 3
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh(project, "dvc", "repro")
-    assert ran(out) == ["source", "export"]
+def test_export_param_reruns_only_export(project: Path, sh: Sh) -> None:
+    set_params(project, {"export": {"latency_runs": 3}})
+    assert ran(sh(project, "dvc", "repro")) == ["source", "export"]
     assert "export.json" in sh(project, "dvc", "metrics", "show")
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "export latency runs")
 
 
-def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,
+def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path, sh: Sh,
                                                              tmp_path: Path) -> None:
     # Shared storage: a folder remote stands in for S3/GCS/SSH; the commands are the same.
     sh(project, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
@@ -193,7 +223,7 @@ def test_push_then_pull_on_a_fresh_clone_reproduces_nothing(project: Path,
     assert len(list((clone / "data/prepared").iterdir())) < 10
 
 
-def test_plots_show_renders_every_plot(project: Path) -> None:
+def test_plots_show_renders_every_plot(project: Path, sh: Sh) -> None:
     sh(project, "dvc", "plots", "show", "-o", "plots_out")
     page = (project / "plots_out" / "index.html").read_text(encoding="utf-8")
     for name in ("Loss", "Accuracy", "Confusion matrix (test)", "Reliability diagram (test)"):
@@ -206,16 +236,9 @@ def test_plots_show_renders_every_plot(project: Path) -> None:
         assert name in ids, f"{name} not among the plots: {ids[:500]}"
 
 
-def test_exp_run_with_set_param_and_metrics_diff(project: Path) -> None:
+def test_exp_run_with_set_param_and_metrics_diff(project: Path, sh: Sh) -> None:
     sh(project, "dvc", "exp", "run", "--set-param", "train.optimizer=sgd", "-n", "sgd-run")
-    exps = json.loads(sh(project, "dvc", "exp", "show", "--json"))
-    found = {}
-    for entry in exps:
-        for exp in entry.get("experiments") or []:
-            for rev in exp.get("revs", []):
-                if rev.get("name") == "sgd-run":
-                    found = rev["data"]
-    assert found, "experiment sgd-run missing from dvc exp show"
+    found = experiment(sh, project, "sgd-run")
     assert found["params"]["params.yaml"]["data"]["train"]["optimizer"] == "sgd"
     assert "accuracy" in found["metrics"]["metrics/eval.json"]["data"]["test"]
     # The experiment's results are in the workspace: diff them against the last commit.
@@ -223,9 +246,8 @@ def test_exp_run_with_set_param_and_metrics_diff(project: Path) -> None:
     assert any(key.startswith("test.") for key in diff.get("metrics/eval.json", {}))
 
 
-def test_queued_experiments_run_and_show_side_by_side(project: Path) -> None:
+def test_queued_experiments_run_and_show_side_by_side(project: Path, sh: Sh) -> None:
     # The documented comparison: a sweep queued as DVC experiments, run by queue workers.
-    sh(project, "git", "checkout", "--", "params.yaml")
     sh(project, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.004")
     # Two workers at once: each experiment runs in its own copy, so they cannot clobber
     # each other's outputs (or W&B runs: each is named after its experiment).
@@ -235,22 +257,18 @@ def test_queued_experiments_run_and_show_side_by_side(project: Path) -> None:
         assert time.monotonic() < deadline, sh(project, "dvc", "queue", "status")
         time.sleep(2)
     rates = {}
-    for entry in json.loads(sh(project, "dvc", "exp", "show", "--json")):
-        for exp in entry.get("experiments") or []:
-            for rev in exp.get("revs", []):
-                data = rev.get("data") or {}
-                lr = data.get("params", {}).get("params.yaml", {}).get("data", {})
-                lr = lr.get("train", {}).get("learning_rate")
-                test = data.get("metrics", {}).get("metrics/eval.json", {}).get("data", {})
-                if "test" in test:
-                    rates[lr] = test["test"]["accuracy"]
+    for rev in experiments(sh, project):
+        data = rev.get("data") or {}
+        train = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("train", {})
+        test = data.get("metrics", {}).get("metrics/eval.json", {}).get("data", {})
+        if "test" in test:
+            rates[train.get("learning_rate")] = test["test"]["accuracy"]
     assert {0.002, 0.004} <= rates.keys(), rates
 
 
-def test_a_recipe_runs_as_an_experiment_with_its_params(project: Path) -> None:
+def test_a_recipe_runs_as_an_experiment_with_its_params(project: Path, sh: Sh) -> None:
     # The README's from-scratch commands (make scratch: imgclf recipe, then dvc exp
     # run), with the shipped recipe shrunk to tiny data (compact takes 32 px at least).
-    sh(project, "git", "checkout", "--", "params.yaml")
     recipe = yaml.safe_load((REPO / "recipes" / "from-scratch.yaml").read_text())
     recipe = merge(recipe, {"data": {"image_size": 32},
                              "train": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8}})
@@ -258,26 +276,20 @@ def test_a_recipe_runs_as_an_experiment_with_its_params(project: Path) -> None:
     flags = sh(project, "imgclf", "recipe", str(project.parent / "tiny-recipe.yaml")).split()
     assert flags[0] == "-S" and "model.arch=compact" in flags
     sh(project, "dvc", "exp", "run", *flags, "-n", "scratch-run")
-    found = {}
-    for entry in json.loads(sh(project, "dvc", "exp", "show", "--json")):
-        for exp in entry.get("experiments") or []:
-            for rev in exp.get("revs", []):
-                if rev.get("name") == "scratch-run":
-                    found = rev["data"]
-    assert found, "experiment scratch-run missing from dvc exp show"
+    found = experiment(sh, project, "scratch-run")
     params = found["params"]["params.yaml"]["data"]
     assert params["model"]["arch"] == "compact"
     assert params["train"]["augment"]["crop"] == recipe["train"]["augment"]["crop"]
     assert params["train"]["ema"] == recipe["train"]["ema"]
     assert params["data"]["image_size"] == 32
     assert "accuracy" in found["metrics"]["metrics/eval.json"]["data"]["test"]
-    sh(project, "git", "checkout", "--", "params.yaml")
 
 
-def test_a_typo_in_set_param_stops_the_stage(project: Path) -> None:
+def test_a_typo_in_set_param_stops_the_stage(project: Path,
+                                             git_environ: dict[str, str]) -> None:
     def exp_run(assignment: str) -> str:
         proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S", assignment],
-                              cwd=project, env=_env(), capture_output=True, text=True)
+                              cwd=project, env=git_environ, capture_output=True, text=True)
         assert proc.returncode != 0, f"{assignment} was accepted"
         return proc.stdout + proc.stderr
 

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 
 from imgclf.data.stratify import SPLITS, stratified_group_split, target_counts
 from imgclf.errors import UserError
 
 FRACTIONS = (0.7, 0.15, 0.15)
+SEEDS = st.integers(0, 2**32 - 1)
+# Bounded: the whole file stays a few seconds; no deadline (a busy CI machine is slow).
+PROPERTY = settings(max_examples=60, deadline=None)
 
 
 # --- target_counts --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [*range(0, 40), 97, 1000, 12345])
-@pytest.mark.parametrize("fractions", [FRACTIONS, (0.8, 0.1, 0.1), (1 / 3, 1 / 3, 1 / 3),
-                                       (0.5, 0.5, 0.0), (0.9, 0.05, 0.05)])
+@PROPERTY
+@given(n=st.integers(0, 20_000),
+       fractions=st.sampled_from([FRACTIONS, (0.8, 0.1, 0.1), (1 / 3, 1 / 3, 1 / 3),
+                                  (0.5, 0.5, 0.0), (0.9, 0.05, 0.05)]))
+@example(n=0, fractions=FRACTIONS).via("no items")
+@example(n=2, fractions=FRACTIONS).via("fewer items than splits")
 def test_target_counts_properties(n: int, fractions: tuple[float, ...]) -> None:
     counts = target_counts(n, fractions)
     assert len(counts) == len(fractions)
@@ -49,26 +57,28 @@ def test_target_counts_too_few_items_to_give_each_split_one() -> None:
 # --- stratified_group_split -----------------------------------------------------------
 
 
-def random_dataset(seed: int, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Labels and duplicate groups: mostly singletons, some pairs and a few larger groups."""
-    rng = np.random.default_rng(seed)
-    labels, groups = [], []
-    g = 0
+@st.composite
+def datasets(draw: st.DrawFn, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Labels and duplicate groups: per class 10-80 groups, mostly singletons, some pairs
+    and a few larger groups, the items of a group not adjacent."""
+    labels: list[int] = []
+    groups: list[int] = []
     for c in range(n_classes):
-        n_groups = int(rng.integers(10, 80))
-        for _ in range(n_groups):
-            size = int(rng.choice([1, 1, 1, 1, 1, 2, 2, 3, 4]))
+        sizes = draw(st.lists(st.sampled_from([1, 1, 1, 1, 1, 2, 2, 3, 4]), min_size=10,
+                              max_size=80))
+        for size in sizes:
             labels += [c] * size
-            groups += [g] * size
-            g += 1
-    order = rng.permutation(len(labels))  # items of a group need not be adjacent
+            groups += [len(set(groups))] * size
+    order = draw(st.permutations(range(len(labels))))
     return (np.array(labels)[order], np.array(groups)[order],
             [f"class{c}" for c in range(n_classes)])
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_split_properties_on_random_group_structures(seed: int) -> None:
-    labels, groups, names = random_dataset(seed)
+@PROPERTY
+@given(data=datasets(), seed=SEEDS)
+def test_split_properties_on_random_group_structures(
+        data: tuple[np.ndarray, np.ndarray, list[str]], seed: int) -> None:
+    labels, groups, names = data
     split = stratified_group_split(labels, groups, FRACTIONS, seed, names)
     assert split.shape == labels.shape
     assert set(split.tolist()) <= {0, 1, 2}
@@ -88,11 +98,10 @@ def test_split_properties_on_random_group_structures(seed: int) -> None:
             assert abs(count - targets[s]) < biggest, (names[c], SPLITS[s], count, targets[s])
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_split_with_singletons_hits_the_targets_exactly(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, 400)
-    labels[:12] = np.repeat(np.arange(4), 3)  # every class has at least 3 items
+@PROPERTY
+@given(more=st.lists(st.integers(0, 3), max_size=400), seed=SEEDS)
+def test_split_with_singletons_hits_the_targets_exactly(more: list[int], seed: int) -> None:
+    labels = np.array([*np.repeat(np.arange(4), 3), *more])  # every class: 3 items at least
     groups = np.arange(len(labels))
     split = stratified_group_split(labels, groups, FRACTIONS, seed, list("abcd"))
     for c in range(4):
@@ -101,7 +110,8 @@ def test_split_with_singletons_hits_the_targets_exactly(seed: int) -> None:
 
 
 def test_split_is_deterministic_for_a_seed_and_changes_with_it() -> None:
-    labels, groups, names = random_dataset(100)
+    rng = np.random.default_rng(100)
+    labels, groups, names = rng.integers(0, 3, 300), rng.integers(0, 200, 300), list("abc")
     first = stratified_group_split(labels, groups, FRACTIONS, 42, names)
     again = stratified_group_split(labels, groups, FRACTIONS, 42, names)
     other = stratified_group_split(labels, groups, FRACTIONS, 43, names)
@@ -132,41 +142,41 @@ def test_empty_class_is_too_small() -> None:
         stratified_group_split(np.array([0, 0, 0]), np.arange(3), FRACTIONS, 0, ["cats", "birds"])
 
 
-def test_a_large_duplicate_group_stays_together() -> None:
+@PROPERTY
+@given(seed=SEEDS)
+def test_a_large_duplicate_group_stays_together(seed: int) -> None:
     labels = np.zeros(20, np.int64)
     groups = np.array([0] * 8 + list(range(1, 13)))
-    for seed in range(10):
-        split = stratified_group_split(labels, groups, FRACTIONS, seed, ["only"])
-        assert len(set(split[:8].tolist())) == 1
+    split = stratified_group_split(labels, groups, FRACTIONS, seed, ["only"])
+    assert len(set(split[:8].tolist())) == 1
 
 
-def test_a_group_spanning_classes_goes_to_one_split() -> None:
+@PROPERTY
+@given(seed=SEEDS)
+def test_a_group_spanning_classes_goes_to_one_split(seed: int) -> None:
     """split.cross_class_duplicates: keep; the group is dealt with its first member's class."""
     labels = np.array([0] * 10 + [1] * 10 + [0, 1, 1])
     groups = np.array([*range(20), 20, 20, 20])
-    for seed in range(10):
-        split = stratified_group_split(labels, groups, FRACTIONS, seed, ["a", "b"])
-        assert len(set(split[20:].tolist())) == 1
-        assert set(split.tolist()) == {0, 1, 2}
+    split = stratified_group_split(labels, groups, FRACTIONS, seed, ["a", "b"])
+    assert len(set(split[20:].tolist())) == 1
+    assert set(split.tolist()) == {0, 1, 2}
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_single_class_groups_split_as_before_a_cross_class_group_was_possible(seed: int) -> None:
-    """Dealing by the first member's class changes nothing when no group spans classes."""
-    labels, groups, names = random_dataset(seed)
-    split = stratified_group_split(labels, groups, FRACTIONS, seed, names)
-    by_class = np.full(len(labels), -1)
-    rng = np.random.default_rng(seed)  # the per-class dealing, written out again
-    for c in range(len(names)):
-        members = np.flatnonzero(labels == c)
-        members = members[np.argsort(groups[members], kind="stable")]
-        _, starts, sizes = np.unique(groups[members], return_index=True, return_counts=True)
-        targets, filled = target_counts(len(members), FRACTIONS), [0, 0, 0]
-        for g in rng.permutation(len(starts)):
-            size = int(sizes[g])
-            s = next((s for s in (2, 1, 0) if filled[s] + size <= targets[s]), None)
-            if s is None:
-                s = max((2, 1, 0), key=lambda s: targets[s] - filled[s])
-            by_class[members[starts[g]:starts[g] + size]] = s
-            filled[s] += size
-    assert np.array_equal(split, by_class)
+@PROPERTY
+@given(data=datasets(), mixed=st.lists(st.integers(0, 2), min_size=1, max_size=30),
+       seed=SEEDS)
+def test_a_group_spanning_classes_splits_as_if_all_its_items_were_its_first_members(
+        data: tuple[np.ndarray, np.ndarray, list[str]], mixed: list[int], seed: int) -> None:
+    """The documented rule, on random data: relabelling the later members of each
+    cross-class group to the first member's class changes no item's split."""
+    labels, groups, names = data
+    # Some items join other groups, whatever their class.
+    joined = groups.copy()
+    joined[: len(mixed)] = [groups[-1 - m] for m in mixed]
+    _, first = np.unique(joined, return_index=True)
+    home = {int(joined[i]): int(labels[i]) for i in first}
+    as_first = np.array([home[int(g)] for g in joined])
+    assume(np.bincount(as_first, minlength=len(names)).min() >= len(SPLITS))  # else refused
+    np.testing.assert_array_equal(
+        stratified_group_split(labels, joined, FRACTIONS, seed, names),
+        stratified_group_split(as_first, joined, FRACTIONS, seed, names))

@@ -29,10 +29,19 @@ def _images(n: int = 6, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 12, 12, 3)).astype(np.float32)
 
 
-def test_none_is_the_model_output(lopsided_model: keras.Model) -> None:
-    x = _images()
-    np.testing.assert_allclose(predict_batch(lopsided_model, x, "none"),
-                               lopsided_model.predict_on_batch(x), rtol=1e-6)
+def test_none_is_each_images_own_probabilities() -> None:
+    # A model simple enough to score by hand: the softmax of the mean colour / 100.
+    model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.layers[-1].set_weights([np.eye(3, dtype=np.float32) / 100, np.zeros(3, np.float32)])
+    colours = np.array([[255, 0, 0], [0, 0, 200], [100, 100, 100], [0, 150, 50]], np.float32)
+    x = np.broadcast_to(colours[:, None, None, :], (4, 12, 12, 3)).copy()
+    logits = colours / 100
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    got = predict_batch(model, x, "none")
+    assert got.shape == (4, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5)  # each row its own image's, in order
+    assert got[0].argmax() == 0 and got[1].argmax() == 2
 
 
 def test_flip_averages_the_image_and_its_mirror(lopsided_model: keras.Model) -> None:

@@ -13,6 +13,8 @@ import pytest
 from imgclf.serving.batcher import MicroBatcher, bucket_sizes
 
 T = TypeVar("T")
+# A batcher that waits when it should not hangs: fail fast instead.
+pytestmark = pytest.mark.timeout(20)
 
 
 class Recorder:
@@ -124,16 +126,32 @@ def test_a_lone_request_does_not_wait_for_the_window() -> None:
 
 def test_the_window_ends_the_wait_for_an_announced_request_that_is_slow() -> None:
     fn = Recorder()
+    window = 0.3
 
-    async def main() -> None:
-        batcher = MicroBatcher(fn, window_s=0.05)
+    async def main() -> float:
+        batcher = MicroBatcher(fn, window_s=window)
         await batcher.start()
-        with batcher.coming():  # announced, but still reading its upload
-            np.testing.assert_array_equal(await batcher.predict(images(1)), [[12]])
-        await batcher.stop()
+        first_done = asyncio.Event()
 
-    run(main)
-    assert fn.sizes == [1]
+        async def slow() -> np.ndarray:
+            with batcher.coming():  # announced, but still reading its upload...
+                await first_done.wait()  # ...until the first request has its answer
+                return await batcher.predict(images(2))
+
+        slow_task = asyncio.create_task(slow())
+        await asyncio.sleep(0)  # the slow request announces itself
+        start = asyncio.get_running_loop().time()
+        np.testing.assert_array_equal(await batcher.predict(images(1)), [[12]])
+        waited = asyncio.get_running_loop().time() - start
+        first_done.set()
+        np.testing.assert_array_equal(await slow_task, [[24]])
+        await batcher.stop()
+        return waited
+
+    # It waited for the announced request, but only the window: without the window's
+    # end it would wait for ever (the timeout mark fails the test instead).
+    assert run(main) >= window * 0.9  # asyncio's timers may fire a clock tick early
+    assert fn.sizes == [1, 1]
 
 
 def test_a_failing_call_fails_its_requests_and_the_next_ones_still_work() -> None:

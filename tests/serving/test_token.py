@@ -43,9 +43,12 @@ def test_requests_without_the_right_token_get_401(guarded: Any,
                      headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
-def test_health_and_page_stay_open_and_the_token_is_never_logged(guarded: Any) -> None:
+def test_health_and_page_stay_open_and_the_token_is_never_logged(
+        guarded: Any, photo: Callable[..., bytes]) -> None:
     assert httpx.get(guarded.url + "healthz").json()["token_required"] is True
     assert httpx.get(guarded.url).status_code == 200
+    httpx.post(guarded.url + "predict", files=[("files", ("red.png", photo("red")))],
+               headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
     log = guarded.output()
     assert "bearer token required (IMGCLF_SERVE_TOKEN)" in log
     assert "POST /predict" in log  # requests are logged, their headers are not

@@ -83,10 +83,14 @@ compare: setup  ## queue $(SWEEP) as DVC experiments, run them, show them by tes
 bench: setup  ## benchmark against the plain Keras baseline (for developers: bench/README.md)
 	$(BIN)/python bench/bench.py
 
-# The params reference in docs/params.md is generated from the field docs of
-# src/imgclf/params.py (tests/test_params_docs.py fails while it is stale).
-docs: setup  ## regenerate docs/params.md from the params' field docs
+# docs/params.md is generated from the params' models (src/imgclf/params.py: keys,
+# defaults, rules) and their descriptions (src/imgclf/params_help.py); the figures marked
+# <!-- metric: ... --> in README.md and docs/ are rewritten from metrics/ (after a new
+# make repro). tests/test_params_docs.py and tests/test_docs_figures.py fail while
+# either is stale.
+docs: setup  ## regenerate docs/params.md and the docs' figures from metrics/
 	$(BIN)/python scripts/params_doc.py
+	$(BIN)/python scripts/docs_figures.py
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .

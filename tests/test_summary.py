@@ -38,6 +38,7 @@ def test_summary_gives_accuracy_places_and_next_commands(
         "model": "models/model.keras",
         "metrics": "metrics/eval.json, metrics/export.json",
         "plots": "metrics/plots, metrics/gallery/misclassified.png",
+        "predictions": "metrics/predictions.csv",
         "exports": "models/export/model.onnx, models/export/savedmodel/",
     }
     for command in ("imgclf predict", "imgclf serve", "dvc exp run -S"):

@@ -14,7 +14,7 @@ from typing import get_args
 
 from imgclf import __version__, env, pr_report, summary
 from imgclf.errors import UserError
-from imgclf.evaluation.folder import FOLDER_METRICS, FOLDER_PLOTS
+from imgclf.evaluation.folder import FOLDER_METRICS, FOLDER_PLOTS, FOLDER_PREDICTIONS
 from imgclf.inference.options import BATCH_SIZE, FORMATS, TOP_K
 from imgclf.params import Params, Tta, load_params
 from imgclf.serving.settings import DEFAULTS, ENV_PREFIX, ServeSettings, option
@@ -22,6 +22,7 @@ from imgclf.serving.settings import DEFAULTS, ENV_PREFIX, ServeSettings, option
 MODEL, PREPARED = "models/model.keras", "data/prepared"  # the train and split stages' outputs
 STAGE_METRICS, STAGE_PLOTS = "metrics/eval.json", "metrics/plots"
 STAGE_GALLERY = "metrics/gallery/misclassified.png"  # as dvc.yaml's evaluate passes it
+STAGE_PREDICTIONS = "metrics/predictions.csv"  # likewise
 
 DESCRIPTION = """\
 A DVC-versioned image-classification pipeline. The stages run in this order
@@ -128,7 +129,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     with Tracker.start(params, "evaluate") as tracker:
         scored = evaluate.run(params.evaluate, args.data, args.model,
                               args.metrics or STAGE_METRICS, args.plots or STAGE_PLOTS,
-                              args.gallery, allow_unsafe_model=args.allow_unsafe_model)
+                              args.gallery, args.predictions or STAGE_PREDICTIONS,
+                              allow_unsafe_model=args.allow_unsafe_model)
         tracker.log_summary(scored.metrics)
         tracker.log_test_results(scored.images, scored.y_true, scored.probs,
                                  scored.class_names, scored.curves, scored.mistakes)
@@ -140,7 +142,8 @@ def _evaluate_folder(args: argparse.Namespace) -> None:
     from imgclf.evaluation import folder
 
     folder.run_folder(params.evaluate, args.data, args.model, args.metrics or FOLDER_METRICS,
-                      args.plots or FOLDER_PLOTS, allow_unsafe_model=args.allow_unsafe_model)
+                      args.plots or FOLDER_PLOTS, args.predictions or FOLDER_PREDICTIONS,
+                      allow_unsafe_model=args.allow_unsafe_model)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -285,6 +288,9 @@ def _add_scoring_stages(sub: argparse._SubParsersAction) -> None:
                    f"{STAGE_PLOTS}; for a folder, {FOLDER_PLOTS})")
     p.add_argument("--gallery", default=None, help="the picture of the most confident "
                    "mistakes (default: in the plots folder)")
+    p.add_argument("--predictions", default=None, help=f"the CSV of each image's true and "
+                   f"predicted class and probabilities (default: {STAGE_PREDICTIONS}; for a "
+                   f"folder, {FOLDER_PREDICTIONS})")
     _add_unsafe_flag(p)
 
     p = _command(sub, "export", _export, "write the model in deployable formats, each one "

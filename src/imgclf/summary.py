@@ -45,10 +45,12 @@ def summary(repo: Path) -> str:
     """The text of ``imgclf summary`` for the project in ``repo``."""
     stages = _stages(repo)
     lines = [_accuracy(repo, stages), ""]
+    evaluated = _paths(stages, "evaluate", "outs")
     places = [("model", _paths(stages, "train", "outs")[:1]),
               ("metrics", _paths(stages, "evaluate", "metrics")
                + _paths(stages, "export", "metrics")),
-              ("plots", _paths(stages, "evaluate", "outs")),
+              ("plots", [p for p in evaluated if not p.endswith(".csv")]),
+              ("predictions", [p for p in evaluated if p.endswith(".csv")]),  # per image
               ("exports", _exports(repo, _paths(stages, "export", "outs")))]
     width = max(len(name) for name, _ in places)
     lines += [f"  {name:<{width}}  {', '.join(found)}" for name, found in places if found]

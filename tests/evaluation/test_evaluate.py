@@ -58,7 +58,8 @@ def test_evaluate_writes_nested_metrics_and_plots(tiny_prepared: Path, tiny_mode
         assert set(rows[0]) == keys
     check_plots(plots, meta.class_names, meta.counts["test"])
     assert sorted(p.name for p in plots.iterdir()) == sorted(
-        ["confusion.json", "calibration.json", "roc", "precision_recall", *PNGS])
+        ["confusion.json", "calibration.json", "most_confused.json", "roc",
+         "precision_recall", *PNGS])
 
 
 def test_tta_changes_the_scores_not_the_form(tiny_prepared: Path, tmp_path: Path) -> None:

@@ -214,6 +214,14 @@ class SplitImages:
             out[i] = example.features.feature[LABEL].int64_list.value[0]
         return out
 
+    @cached_property
+    def filenames(self) -> list[str]:  # read once, on first use
+        """Each record's source file: its path under the raw folder (``image/filename``)."""
+        import tensorflow as tf
+
+        return [tf.train.Example.FromString(self._record(i)).features.feature[FILENAME]
+                .bytes_list.value[0].decode() for i in range(len(self))]
+
 
 def read_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
     """A whole split decoded into memory: ``(images (N, S, S, 3) uint8, labels (N,) int32)``.

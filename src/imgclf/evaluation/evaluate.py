@@ -5,8 +5,13 @@ plots folder gets the test split's error analysis:
 
 * ``confusion.json``, ``roc/<class>.json``, ``precision_recall/<class>.json`` and
   ``calibration.json`` (the reliability diagram): plot data for DVC;
+* ``most_confused.json``: the (actual, predicted, count) pairs of the mistakes, most
+  frequent first (also printed in the summary line);
 * ``confusion.png``, ``calibration.png`` and ``misclassified.png`` (the most confident
-  mistakes): pictures for places that cannot draw DVC plots.
+  mistakes, each with its file name): pictures for places that cannot draw DVC plots.
+
+``--predictions`` gets one CSV row per scored image of every split (its file, true and
+predicted class, probabilities): which photos were wrong.
 
 ``imgclf evaluate --data FOLDER`` scores the model the same way on any folder of class
 sub-folders (:mod:`imgclf.evaluation.folder`, which no stage runs). The computations
@@ -25,7 +30,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +45,7 @@ from imgclf.evaluation.figures import (
     save_png,
 )
 from imgclf.evaluation.metrics import classification_metrics, worst_mistakes
+from imgclf.evaluation.predictions import confused_line, most_confused, write_predictions
 from imgclf.evaluation.reliability import expected_calibration_error, reliability_rows
 from imgclf.inference.batch import predict_batch
 from imgclf.inference.runtimes import check_scorable, load_runtime
@@ -90,30 +96,44 @@ class Scored:
 def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | os.PathLike[str],
         metrics_path: str | os.PathLike[str], plots_dir: str | os.PathLike[str],
         gallery: str | os.PathLike[str] | None = None,
+        predictions: str | os.PathLike[str] | None = None,
         allow_unsafe_model: bool = False) -> Scored:
+    """Score ``params.splits`` of ``data``; ``predictions``, when given, gets the CSV."""
     meta = read_meta(data)
     model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)  # any format
     check_scorable(model.info, meta, model_path, data, PLOTS_SPLIT)
-    metrics, plotted = {}, None
+    metrics, scored = {}, {}
     for split in params.splits:
         if not meta.counts.get(split):
             continue  # e.g. no val images in a tiny dataset
         y_true, probs = predict_split(model, data, meta, split, params.batch_size,
                                       params.tta)
         metrics[split] = split_metrics(y_true, probs, meta.class_names)
-        if split == PLOTS_SPLIT:
-            plotted = (y_true, probs)
-    assert plotted is not None  # check_scorable: the test split has images
+        scored[split] = split_images(data, split, y_true), y_true, probs
+    # check_scorable: the test split has images
 
-    y_true, probs = plotted
+    images, y_true, probs = scored[PLOTS_SPLIT]
     names = meta.class_names
-    images = split_images(data, PLOTS_SPLIT, y_true)
-    curves = write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split",
-                         gallery)
+    plotted = write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split",
+                          gallery, files=images.filenames)
+    if predictions is not None:
+        write_split_predictions(predictions, scored, names)
     fsutil.write_json(metrics_path, metrics)
-    print_summary(metrics, metrics_path)
-    return Scored(metrics, list(names), images, y_true, probs, curves,
+    print_summary(metrics, metrics_path, plotted.confused)
+    return Scored(metrics, list(names), images, y_true, probs, plotted.curves,
                   worst_mistakes(y_true, probs))
+
+
+def write_split_predictions(path: str | os.PathLike[str],
+                            scored: Mapping[str, tuple[SplitImages, np.ndarray, np.ndarray]],
+                            class_names: Sequence[str]) -> None:
+    """The predictions CSV of every scored split (``split -> (images, y_true, probs)``),
+    one after the other; each file is named by its path under the raw folder."""
+    splits = [split for split, (images, _, _) in scored.items() for _ in range(len(images))]
+    files = [name for images, _, _ in scored.values() for name in images.filenames]
+    y_true = np.concatenate([y for _, y, _ in scored.values()])
+    probs = np.concatenate([p for _, _, p in scored.values()])
+    write_predictions(path, files, y_true, probs, class_names, splits)
 
 
 def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -> SplitImages:
@@ -128,20 +148,30 @@ def split_images(data: str | os.PathLike[str], split: str, y_true: np.ndarray) -
     return images
 
 
+class Plotted(NamedTuple):
+    """What ``write_plots`` wrote: ``curves`` the per-class points,
+    ``{"roc": {class: rows}, "precision_recall": ...}``; ``confused`` the rows of
+    ``most_confused.json``."""
+
+    curves: dict[str, dict[str, list[dict[str, float]]]]
+    confused: list[dict[str, str | int]]
+
+
 def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np.ndarray,
                 class_names: Sequence[str], images: Any, what: str,
                 gallery: str | os.PathLike[str] | None = None,
-                ) -> dict[str, dict[str, list[dict[str, float]]]]:
+                files: Sequence[str] | None = None) -> Plotted:
     """Replace ``plots_dir`` with the plot data and pictures of one scored set.
 
-    ``images[i]`` is the ``(H, W, 3)`` image of sample ``i`` (needed for the most
-    confident mistakes only); ``what`` names the set in the pictures' titles. The
-    gallery of mistakes shows the photos themselves, so the stage writes it to
-    ``gallery``, a DVC-cached output, rather than into the git-tracked ``plots_dir``.
-    Returns the per-class curves written, ``{"roc": {class: rows}, "precision_recall": ..}``.
+    ``images[i]`` is the ``(H, W, 3)`` image of sample ``i`` and ``files[i]`` its file
+    (needed for the most confident mistakes only); ``what`` names the set in the
+    pictures' titles. The gallery of mistakes shows the photos themselves, so the stage
+    writes it to ``gallery``, a DVC-cached output, rather than into the git-tracked
+    ``plots_dir``.
     """
     names = list(class_names)
     predicted = probs.argmax(1)
+    confused = most_confused(y_true, predicted, names)
     calibration = reliability_rows(y_true, probs)
     ece = expected_calibration_error(y_true, probs)
     curves = {"roc": roc_points(y_true, probs, names),
@@ -153,23 +183,27 @@ def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np
             for name, rows in per_class.items():
                 _dump(tmp / folder / f"{name}.json", rows)
         _dump(tmp / "calibration.json", calibration)
+        _dump(tmp / "most_confused.json", confused)
         save_png(confusion_figure(y_true, predicted, names, f"Confusion matrix, {what}"),
                  tmp / "confusion.png")
         save_png(reliability_figure(calibration, ece, f"Reliability, {what}"),
                  tmp / "calibration.png")
         mistakes = gallery_figure(images, y_true, probs, names,
-                                  title=f"Most confident mistakes, {what}")
+                                  title=f"Most confident mistakes, {what}", files=files)
         save_png(mistakes, Path(gallery) if gallery else tmp / "misclassified.png")
-    return curves
+    return Plotted(curves, confused)
 
 
 def print_summary(metrics: Mapping[str, Mapping[str, Any]],
-                  metrics_path: str | os.PathLike[str], skipped: int = 0) -> None:
-    """One line: each scored set's accuracy and ECE, and where the metrics went."""
+                  metrics_path: str | os.PathLike[str],
+                  confused: Sequence[dict[str, str | int]] = (), skipped: int = 0) -> None:
+    """Two lines: each scored set's accuracy and ECE, and where the metrics went; the
+    most confused pairs (actual -> predicted count) of the plotted set."""
     summary = ", ".join(f"{s} accuracy {m['accuracy']:.4f} (ECE {m['ece']:.4f})"
                         for s, m in metrics.items())
     more = f", {skipped} unreadable files skipped" if skipped else ""
     print(f"evaluate: {summary}{more}; metrics in {metrics_path}")
+    print(f"evaluate: most confused (actual -> predicted images): {confused_line(confused)}")
 
 
 def _dump(path: Path, rows: list[dict]) -> None:

@@ -1,7 +1,7 @@
 """Error-analysis pictures of the evaluate stage, as PNG-ready matplotlib figures.
 
-* :func:`gallery_figure`: the most confident mistakes, each image with its true class,
-  predicted class and confidence;
+* :func:`gallery_figure`: the most confident mistakes, each image with its file name,
+  true class, predicted class and confidence;
 * :func:`confusion_figure`: the confusion matrix, for places that cannot draw DVC's
   vega plots (a pull request, a plain file browser);
 * :func:`reliability_figure`: the reliability diagram of
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -29,18 +30,23 @@ from imgclf.evaluation.metrics import confusion_matrix, worst_mistakes
 
 GALLERY_SIZE = 16
 """Default number of images in the gallery."""
+FILE_CHARS = 26
+"""File names longer than this are shortened in the gallery (the predictions CSV keeps
+them whole)."""
 WRONG = "#c0392b"
 RIGHT = "#1e8449"
 
 
 def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
                    class_names: Sequence[str], limit: int = GALLERY_SIZE,
-                   columns: int = 4, title: str = "Most confident mistakes") -> Figure:
+                   columns: int = 4, title: str = "Most confident mistakes",
+                   files: Sequence[str] | None = None) -> Figure:
     """A grid of the ``limit`` most confident mistakes (see :func:`worst_mistakes`).
 
     ``images`` is anything indexable by sample number giving an ``(H, W, 3)`` uint8
     image (an array, a memory-mapped split, a lazy loader): only the chosen samples are
-    read. ``y_true`` (N,) and ``probs`` (N, C) are in the same order. With no mistake
+    read. ``y_true`` (N,) and ``probs`` (N, C) are in the same order, and so is
+    ``files``, whose base names head the images' titles when given. With no mistake
     the figure says so.
     """
     y_true, probs = np.asarray(y_true), np.asarray(probs)
@@ -48,7 +54,7 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
     predicted = probs.argmax(axis=1)
     columns = max(1, min(columns, len(chosen)))
     rows = max(1, math.ceil(len(chosen) / columns))
-    size = (2.4 * columns, 2.6 * rows + 0.5) if len(chosen) else (6.4, 2.4)
+    size = (2.4 * columns, 2.8 * rows + 0.5) if len(chosen) else (6.4, 2.4)
     fig = Figure(figsize=size, dpi=100)
     heading = fig.suptitle(f"{title} ({len(chosen)} of {int((predicted != y_true).sum())} "
                            f"wrong, {len(y_true)} images)", fontsize=11)
@@ -67,7 +73,8 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
         for spine in ax.spines.values():
             spine.set_edgecolor(WRONG)
             spine.set_linewidth(2)
-        ax.set_title(f"true: {class_names[y_true[i]]}\npredicted: "
+        name = f"{short_label(PurePath(files[i]).name, FILE_CHARS)}\n" if files else ""
+        ax.set_title(f"{name}true: {class_names[y_true[i]]}\npredicted: "
                      f"{class_names[predicted[i]]} ({probs[i, predicted[i]]:.2f})",
                      fontsize=9, color=WRONG)
     fig.tight_layout()

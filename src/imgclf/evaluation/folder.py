@@ -24,23 +24,27 @@ if TYPE_CHECKING:
 FOLDER_KEY = "folder"  # the metrics are nested under this key
 FOLDER_METRICS = "metrics/folder/eval.json"  # the default outputs, untracked
 FOLDER_PLOTS = "metrics/folder/plots"
+FOLDER_PREDICTIONS = "metrics/folder/predictions.csv"
 
 
 def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
                model_path: str | os.PathLike[str],
                metrics_path: str | os.PathLike[str] = FOLDER_METRICS,
                plots_dir: str | os.PathLike[str] = FOLDER_PLOTS,
+               predictions: str | os.PathLike[str] = FOLDER_PREDICTIONS,
                allow_unsafe_model: bool = False) -> None:
     """Score the model on ``folder``'s class sub-folders (any image set, not only a split).
 
     Images are prepared as for training (``load_image`` at the model's image size);
     sub-folders are matched by name to the model's classes. The metrics, nested under
-    ``"folder"``, and the plots are those of the evaluate stage.
+    ``"folder"``, the plots and the predictions CSV (split ``folder``, each file's path
+    as found) are those of the evaluate stage.
     """
     import numpy as np
 
     from imgclf import fsutil
     from imgclf.evaluation.evaluate import print_summary, split_metrics, write_plots
+    from imgclf.evaluation.predictions import write_predictions
     from imgclf.inference.predict import predict_paths
     from imgclf.inference.runtimes import load_runtime, read_runtime_info
 
@@ -60,9 +64,12 @@ def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
     y_true, probs = np.asarray(labels, dtype=np.int64)[ok], probs[ok].astype(np.float64)
     metrics = {FOLDER_KEY: split_metrics(y_true, probs, info.class_names)}
     images = _LazyImages(kept, info.image_size)
-    write_plots(plots_dir, y_true, probs, info.class_names, images, folder.name or str(folder))
+    files = [str(path) for path in kept]
+    plotted = write_plots(plots_dir, y_true, probs, info.class_names, images,
+                          folder.name or str(folder), files=files)
+    write_predictions(predictions, files, y_true, probs, info.class_names, FOLDER_KEY)
     fsutil.write_json(metrics_path, metrics)
-    print_summary(metrics, metrics_path, skipped=len(failed))
+    print_summary(metrics, metrics_path, plotted.confused, skipped=len(failed))
 
 
 def labelled_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path], list[int]]:

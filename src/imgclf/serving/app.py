@@ -20,7 +20,6 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from imgclf import __version__
 from imgclf.inference.predict import (
@@ -35,8 +34,8 @@ from imgclf.serving.limits import BodySizeLimit
 from imgclf.serving.model import Predictor
 from imgclf.serving.report import ReportFiles, read_report
 from imgclf.serving.settings import TOKEN_ENV, ServeSettings
+from imgclf.serving.uploads import FIELD, read_uploads
 
-FIELD = "files"
 STATIC = resources.files("imgclf.serving") / "static"
 DESCRIPTION = ("Classify images with the model trained by the imgclf pipeline. `POST /predict` "
                "takes images as multipart fields named `files` and answers with the JSON of "
@@ -50,39 +49,6 @@ UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-d
 def _decode_all(uploads: list[tuple[str, bytes]], size: int) -> Usable:
     """The model's pixels of the uploads, and the reasons of those it cannot use."""
     return Usable.of([decode_or_reason(data, size) for _, data in uploads])
-
-
-async def _read_uploads(request: Request, settings: ServeSettings) -> list[tuple[str, bytes]]:
-    """``(file name, bytes)`` of every ``files`` field; HTTPException for a bad request."""
-    ctype = request.headers.get("content-type", "")
-    if not ctype.lower().startswith("multipart/form-data"):
-        raise HTTPException(415, f"send the images as multipart/form-data fields named "
-                            f"'{FIELD}' (curl -F {FIELD}=@photo.jpg ...), not "
-                            f"{ctype.split(';')[0] or 'a body without a content type'}")
-    # The body is bounded by BodySizeLimit; reading it first lets us see whether it was
-    # cut off, which the parser would pass over by dropping the unfinished file. (Header
-    # values are latin-1 text in ASGI, so the boundary always encodes back.)
-    body = await request.body()
-    boundary = ctype.partition("boundary=")[2].split(";")[0].strip().strip('"').encode("latin-1")
-    if not boundary or b"--" + boundary + b"--" not in body[-len(boundary) - 64:]:
-        raise HTTPException(400, "the multipart body ends before its closing boundary (cut "
-                            "off, or not multipart at all): send the whole upload again")
-    form = await request.form(max_files=settings.max_files,
-                              max_fields=settings.max_files + 16)
-    try:
-        fields = form.getlist(FIELD)
-        if not fields:
-            raise HTTPException(400, f"no '{FIELD}' field in the upload: send one or more "
-                                f"images as multipart fields named '{FIELD}'")
-        uploads = []
-        for i, item in enumerate(fields):
-            if not isinstance(item, UploadFile):
-                raise HTTPException(400, f"'{FIELD}' field {i + 1} is text, not a file: "
-                                    f"upload the image file itself ({FIELD}=@photo.jpg)")
-            uploads.append((item.filename or f"upload-{i + 1}", await item.read()))
-        return uploads
-    finally:
-        await form.close()
 
 
 def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFiles,
@@ -154,7 +120,7 @@ def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
         `{path, predicted, confidence, top_k: [[class, p], ...]}` or `{path, error}`.
         200 when any file was predicted, 422 when none could be."""
         with batcher.coming():  # a batch gathered meanwhile waits for this one
-            uploads = await _read_uploads(request, settings)
+            uploads = await read_uploads(request, settings.max_files)
             usable = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
             if usable.pixels is not None:
                 queued = batcher.submit(usable.pixels)  # queued before coming() ends

@@ -1,0 +1,70 @@
+"""``imgclf serve`` under hostile or heavy use, over real loopback HTTP: the memory an
+upload takes, and multipart bodies by the standard's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+
+def peak_rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM back to the current RSS
+
+
+def upload(url: str, data: bytes, timeout: float = 60, **kwargs: Any) -> httpx.Response:
+    return httpx.post(url + "predict", files=[("files", ("big.png", data))],
+                      timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def limited(tiny_model: Path, report_dir: Path, serve_helpers: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    workdir = tmp_path_factory.mktemp("serve-limited")
+    server = serve_helpers.start_server(
+        tiny_model, workdir, "--batch-window-ms", "30", env={"IMGCLF_SERVE_TOKEN": ""})
+    yield server
+    serve_helpers.stop_server(server)
+
+
+# --- the body, held once --------------------------------------------------------------
+
+
+def test_the_body_is_held_once(limited: Any) -> None:
+    size = 12 * 1024 * 1024
+    data = np.random.default_rng(0).bytes(size)  # not an image: refused after reading
+    reset_peak(limited.proc.pid)
+    base = peak_rss_mb(limited.proc.pid)
+    answer = upload(limited.url, data)
+    assert answer.status_code == 422 and "not an image" in answer.text
+    grown = peak_rss_mb(limited.proc.pid) - base
+    assert grown < 2.2 * size / 2**20, grown  # the file, and a buffer's growth at most
+
+
+# --- 6. multipart by the standard's rules ------------------------------------------------
+
+
+@pytest.mark.parametrize(("ctype", "before", "after"), [
+    ("multipart/form-data; Boundary=xyz", b"", b""),
+    ('multipart/form-data; boundary="xyz"', b"", b""),
+    ("multipart/form-data; boundary=xyz", b"", b"\r\nan epilogue\r\n"),
+    ("multipart/form-data; boundary=xyz; charset=utf-8", b"", b"\r\n"),
+])
+def test_multipart_bodies_are_read_by_the_standards_rules(
+        limited: Any, photo: Callable[..., bytes], ctype: str, before: bytes,
+        after: bytes) -> None:
+    body = (before + b"--xyz\r\nContent-Disposition: form-data; name=\"files\"; "
+            b"filename=\"red.png\"\r\nContent-Type: image/png\r\n\r\n" + photo("red")
+            + b"\r\n--xyz--" + after)
+    answer = httpx.post(limited.url + "predict", content=body, timeout=30,
+                        headers={"content-type": ctype})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[0]["predicted"] == "red"

@@ -1,15 +1,37 @@
-"""``imgclf serve`` under hostile or heavy use, over real loopback HTTP: the memory an
-upload takes, and multipart bodies by the standard's rules."""
+"""``imgclf serve`` under hostile or heavy use, over real loopback HTTP: the memory of
+big decodes and of an upload, and multipart bodies by the standard's rules.
+
+The server here decodes one image at a time, so that a few 16-bit PNGs (cheap to send,
+slow and large to decode) fill it.
+"""
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
+
+MAX_QUEUE = 6
+TIMEOUT_S = 1.0  # header and body timeouts of the server here
+
+
+def gray16_png(side: int) -> bytes:
+    """A ``side`` x ``side`` 16-bit grayscale PNG: ~100 KB that decode into ~100 MB+."""
+    pixels = (np.add.outer(np.arange(side), np.arange(side)) * 7).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+BIG, MEDIUM = gray16_png(3000), gray16_png(1500)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -25,14 +47,46 @@ def upload(url: str, data: bytes, timeout: float = 60, **kwargs: Any) -> httpx.R
                       timeout=timeout, **kwargs)
 
 
+def together(n: int, send: Callable[[int], Any]) -> list[Any]:
+    """``send(i)`` for ``i < n``, from ``n`` threads started at once."""
+    start = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        start.wait()
+        return send(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
 @pytest.fixture(scope="module")
 def limited(tiny_model: Path, report_dir: Path, serve_helpers: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     workdir = tmp_path_factory.mktemp("serve-limited")
     server = serve_helpers.start_server(
-        tiny_model, workdir, "--batch-window-ms", "30", env={"IMGCLF_SERVE_TOKEN": ""})
+        tiny_model, workdir, "--decode-threads", "1", "--batch-window-ms", "30",
+        env={"IMGCLF_SERVE_TOKEN": ""})
     yield server
     serve_helpers.stop_server(server)
+
+
+# --- 1. big decodes: at most --decode-threads at once ------------------------------------
+
+
+def test_concurrent_big_decodes_take_the_memory_of_one(limited: Any) -> None:
+    pid = limited.proc.pid
+    upload(limited.url, BIG)  # once first: what stays allocated after any decode
+    reset_peak(pid)
+    base = peak_rss_mb(pid)
+    assert upload(limited.url, BIG).status_code == 200
+    one = peak_rss_mb(pid) - base
+    reset_peak(pid)
+    base = peak_rss_mb(pid)
+    answers = together(4, lambda _: upload(limited.url, BIG))
+    four = peak_rss_mb(pid) - base
+    assert [a.status_code for a in answers] == [200] * 4
+    assert one > 20, one  # the case is real: a decode takes memory
+    assert four < 1.5 * one + 20, (one, four)  # not 4x: one decode at a time
 
 
 # --- the body, held once --------------------------------------------------------------

@@ -9,9 +9,11 @@ many files or too large a body get a 4xx with a one-line ``detail``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +21,6 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from imgclf import __version__
 from imgclf.inference.predict import (
@@ -56,18 +57,20 @@ def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFile
     """The application serving ``predictor`` as ``settings`` say, with the evaluate
     stage's ``report``; ``model_name`` is shown on the page."""
     batcher = MicroBatcher(predictor.predict, settings.batch_images, settings.batch_window_s)
+    # A bounded pool: a large image can take a gigabyte while it is decoded.
+    decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
     app = FastAPI(title="imgclf", version=__version__, description=DESCRIPTION,
-                  lifespan=_lifespan(batcher, predictor.image_size))
+                  lifespan=_lifespan(batcher, decoder, predictor.image_size))
     guarded = [Depends(_authorizer(settings))]
     _add_status_routes(app, guarded, batcher, predictor, settings, model_name)
-    _add_predict_route(app, guarded, batcher, predictor, settings)
+    _add_predict_route(app, guarded, batcher, decoder, predictor, settings)
     _add_report_routes(app, guarded, report)
     _add_page(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     return app
 
 
-def _lifespan(batcher: MicroBatcher, size: int,
+def _lifespan(batcher: MicroBatcher, decoder: ThreadPoolExecutor, size: int,
               ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +78,7 @@ def _lifespan(batcher: MicroBatcher, size: int,
         await batcher.warm_up((size, size, 3))  # before the first request, not during it
         yield
         await batcher.stop()
+        decoder.shutdown(wait=False, cancel_futures=True)
 
     return lifespan
 
@@ -111,7 +115,8 @@ def _add_status_routes(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
 
 
 def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
-                       predictor: Predictor, settings: ServeSettings) -> None:
+                       decoder: ThreadPoolExecutor, predictor: Predictor,
+                       settings: ServeSettings) -> None:
     @app.post("/predict", dependencies=guarded, summary="classify uploaded images",
               response_class=JSONResponse, openapi_extra=UPLOAD_SCHEMA)
     async def predict(request: Request, top_k: Annotated[int | None, Query(ge=1)] = None,
@@ -121,7 +126,8 @@ def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
         200 when any file was predicted, 422 when none could be."""
         with batcher.coming():  # a batch gathered meanwhile waits for this one
             uploads = await read_uploads(request, settings.max_files)
-            usable = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
+            usable = await asyncio.get_running_loop().run_in_executor(
+                decoder, _decode_all, uploads, predictor.image_size)
             if usable.pixels is not None:
                 queued = batcher.submit(usable.pixels)  # queued before coming() ends
         scores = await queued if usable.pixels is not None else None

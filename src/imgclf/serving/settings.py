@@ -45,6 +45,8 @@ class ServeSettings(BaseSettings):
     batch_window_ms: float = Field(5.0, ge=0, allow_inf_nan=False,
                                    description="how long a batch waits for requests "
                                    "already being received")
+    decode_threads: int = Field(2, ge=1, description="images decoded at once; a large "
+                                "image can take a gigabyte while it is decoded")
     # Required as a bearer token when set; SecretStr keeps it out of reprs and logs.
     token: SecretStr | None = Field(None, description=f"${TOKEN_ENV}: the bearer token "
                                     "every request but /healthz and the page needs")

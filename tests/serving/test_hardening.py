@@ -1,14 +1,17 @@
-"""``imgclf serve`` under hostile or heavy use, over real loopback HTTP: the memory of
-big decodes and of an upload, and multipart bodies by the standard's rules.
+"""``imgclf serve`` under hostile or heavy use, over real loopback HTTP: memory of big
+decodes, back-pressure, dropped work, slow clients and multipart rules.
 
-The server here decodes one image at a time, so that a few 16-bit PNGs (cheap to send,
-slow and large to decode) fill it.
+The server here decodes one image at a time and admits few requests, so that a few
+16-bit PNGs (cheap to send, slow and large to decode) fill it.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,15 +62,28 @@ def together(n: int, send: Callable[[int], Any]) -> list[Any]:
         return list(pool.map(run, range(n)))
 
 
+def raw(server: Any) -> socket.socket:
+    host, port = server.url.removeprefix("http://").strip("/").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
 @pytest.fixture(scope="module")
 def limited(tiny_model: Path, report_dir: Path, serve_helpers: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     workdir = tmp_path_factory.mktemp("serve-limited")
     server = serve_helpers.start_server(
-        tiny_model, workdir, "--decode-threads", "1", "--batch-window-ms", "30",
-        env={"IMGCLF_SERVE_TOKEN": ""})
+        tiny_model, workdir, "--decode-threads", "1", "--max-queue", str(MAX_QUEUE),
+        "--header-timeout-s", str(TIMEOUT_S), "--body-timeout-s", str(TIMEOUT_S),
+        "--batch-window-ms", "30", env={"IMGCLF_SERVE_TOKEN": ""})
     yield server
     serve_helpers.stop_server(server)
+
+
+def wait_idle(server: Any) -> None:
+    """Until no request is queued or decoding (each is answered within a few seconds)."""
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "healthz").json()["waiting"] and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # --- 1. big decodes: at most --decode-threads at once ------------------------------------
@@ -89,12 +105,65 @@ def test_concurrent_big_decodes_take_the_memory_of_one(limited: Any) -> None:
     assert four < 1.5 * one + 20, (one, four)  # not 4x: one decode at a time
 
 
-# --- the body, held once --------------------------------------------------------------
+# --- 2. back-pressure, dropped work and slow clients -------------------------------------
+
+
+def test_a_full_server_answers_503_with_retry_after_and_serves_the_rest(limited: Any) -> None:
+    wait_idle(limited)
+    answers = together(3 * MAX_QUEUE, lambda _: upload(limited.url, MEDIUM))
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) == {200, 503}, statuses
+    assert statuses.count(200) >= MAX_QUEUE
+    refused = next(a for a in answers if a.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert "the server is busy" in refused.json()["detail"]
+    assert httpx.get(limited.url + "healthz").status_code == 200
+
+
+def test_requests_whose_clients_have_gone_are_not_computed(limited: Any) -> None:
+    wait_idle(limited)
+    before = httpx.get(limited.url + "healthz").json()["images"]
+
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\""
+            b"\r\n\r\n" + BIG + b"\r\n--b--\r\n")
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n" % len(body))
+
+    def abandon(_: int) -> None:
+        with raw(limited) as sock:  # the whole request, then the client gives up
+            sock.sendall(head + body)
+            time.sleep(0.3)
+
+    together(MAX_QUEUE - 1, abandon)
+    wait_idle(limited)
+    # One decode at a time: the one decoding when its client left may still be scored.
+    assert httpx.get(limited.url + "healthz").json()["images"] - before <= 1
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(limited: Any) -> None:
+    with raw(limited) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # ... and nothing more
+        start = time.monotonic()
+        assert sock.recv(100) == b""  # closed by the server
+        assert time.monotonic() - start < TIMEOUT_S + 2
+
+
+def test_a_body_that_never_finishes_gets_408(limited: Any) -> None:
+    with raw(limited) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n")
+        start = time.monotonic()
+        answer = b"".join(iter(lambda: sock.recv(4096), b"")).decode()  # until closed
+        assert time.monotonic() - start < TIMEOUT_S + 2
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 408") and "connection: close" in head.lower()
+    assert "did not arrive within 1 s" in json.loads(body)["detail"]
 
 
 def test_the_body_is_held_once(limited: Any) -> None:
     size = 12 * 1024 * 1024
     data = np.random.default_rng(0).bytes(size)  # not an image: refused after reading
+    wait_idle(limited)
     reset_peak(limited.proc.pid)
     base = peak_rss_mb(limited.proc.pid)
     answer = upload(limited.url, data)

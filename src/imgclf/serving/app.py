@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,13 +32,16 @@ from imgclf.inference.predict import (
     format_json,
     to_predictions,
 )
-from imgclf.serving.batcher import MicroBatcher
+from imgclf.serving.batcher import Busy, MicroBatcher
 from imgclf.serving.limits import BodySizeLimit
 from imgclf.serving.model import Predictor
 from imgclf.serving.report import ReportFiles, read_report
 from imgclf.serving.settings import TOKEN_ENV, ServeSettings
 from imgclf.serving.uploads import FIELD, read_uploads
 
+T = TypeVar("T")
+RETRY_AFTER_S = 1  # a busy server's Retry-After: one model call frees the queue fast
+LOG = logging.getLogger("uvicorn.error")  # uvicorn's own log: one format, one place
 STATIC = resources.files("imgclf.serving") / "static"
 DESCRIPTION = ("Classify images with the model trained by the imgclf pipeline. `POST /predict` "
                "takes images as multipart fields named `files` and answers with the JSON of "
@@ -52,11 +57,39 @@ def _decode_all(uploads: list[tuple[str, bytes]], size: int) -> Usable:
     return Usable.of([decode_or_reason(data, size) for _, data in uploads])
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer: its work was dropped."""
+
+
+async def _disconnected(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """Return once the client has gone (after its body, ``receive`` only says that)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(work: asyncio.Future[T], gone: asyncio.Future[None]) -> T:
+    """The result of ``work``; ClientGone (``work`` cancelled) if ``gone`` comes first."""
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not work.done():
+            work.cancel()  # the batcher skips a cancelled request; so does the decode pool
+    if work.cancelled():
+        raise ClientGone
+    return work.result()
+
+
+def _busy(exc: Busy) -> HTTPException:
+    return HTTPException(503, f"the server is busy ({exc}): try again in {RETRY_AFTER_S} s",
+                         headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFiles,
                model_name: str = "") -> FastAPI:
     """The application serving ``predictor`` as ``settings`` say, with the evaluate
     stage's ``report``; ``model_name`` is shown on the page."""
-    batcher = MicroBatcher(predictor.predict, settings.batch_images, settings.batch_window_s)
+    batcher = MicroBatcher(predictor.predict, settings.batch_images, settings.batch_window_s,
+                           settings.max_queue)
     # A bounded pool: a large image can take a gigabyte while it is decoded.
     decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
     app = FastAPI(title="imgclf", version=__version__, description=DESCRIPTION,
@@ -66,7 +99,8 @@ def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFile
     _add_predict_route(app, guarded, batcher, decoder, predictor, settings)
     _add_report_routes(app, guarded, report)
     _add_page(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes,
+                       timeout_s=settings.body_timeout_s)
     return app
 
 
@@ -101,10 +135,12 @@ def _authorizer(settings: ServeSettings) -> Callable[[Request], None]:
 
 def _add_status_routes(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
                        predictor: Predictor, settings: ServeSettings, model_name: str) -> None:
-    @app.get("/healthz", summary="liveness, and how many model calls and images so far")
+    @app.get("/healthz", summary="liveness, how many model calls and images so far, and "
+             "how many requests are being decoded or waiting (at most --max-queue)")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "token_required": settings.token is not None,
-                "model_calls": batcher.calls, "images": batcher.images}
+                "model_calls": batcher.calls, "images": batcher.images,
+                "waiting": batcher.expected + batcher.waiting}
 
     @app.get("/info", dependencies=guarded, summary="the model's classes and the limits")
     def info() -> dict[str, Any]:
@@ -123,19 +159,42 @@ def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
                       ) -> Response:
         """One JSON object per file, as `imgclf predict --format json` prints them:
         `{path, predicted, confidence, top_k: [[class, p], ...]}` or `{path, error}`.
-        200 when any file was predicted, 422 when none could be."""
-        with batcher.coming():  # a batch gathered meanwhile waits for this one
-            uploads = await read_uploads(request, settings.max_files)
-            usable = await asyncio.get_running_loop().run_in_executor(
-                decoder, _decode_all, uploads, predictor.image_size)
-            if usable.pixels is not None:
-                queued = batcher.submit(usable.pixels)  # queued before coming() ends
-        scores = await queued if usable.pixels is not None else None
+        200 when any file was predicted, 422 when none could be; 503 with Retry-After
+        when the server is busy."""
+        try:
+            uploads, usable, scores = await _score(request, batcher, decoder, predictor,
+                                                   settings)
+        except Busy as exc:
+            raise _busy(exc) from None
+        except ClientGone:
+            LOG.info("imgclf serve: a client disconnected before its answer; dropped it")
+            return Response(status_code=400)  # nobody reads it
         probs = fill_rows(len(uploads), usable.rows, scores, len(predictor.class_names))
         predictions = to_predictions([name for name, _ in uploads], probs, usable.errors,
                                      predictor.class_names, top_k or settings.top_k)
         return Response(format_json(predictions), 200 if usable.rows else 422,
                         media_type="application/json")
+
+
+async def _score(request: Request, batcher: MicroBatcher, decoder: ThreadPoolExecutor,
+                 predictor: Predictor, settings: ServeSettings,
+                 ) -> tuple[list[tuple[str, bytes]], Usable, np.ndarray | None]:
+    """The uploads of ``request``, their decoded pixels and the model's ``(G, C)`` scores
+    (None when no file is usable). Busy or ClientGone otherwise."""
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] | None = None
+    try:
+        with batcher.coming():  # Busy when full; a batch gathered meanwhile waits for it
+            uploads = await read_uploads(request, settings.max_files)
+            gone = asyncio.ensure_future(_disconnected(request.receive))
+            usable = await _unless_gone(loop.run_in_executor(
+                decoder, _decode_all, uploads, predictor.image_size), gone)
+            queued = None if usable.pixels is None else batcher.submit(usable.pixels)
+        scores = None if queued is None else await _unless_gone(queued, gone)
+        return uploads, usable, scores
+    finally:
+        if gone is not None:
+            gone.cancel()
 
 
 def _add_report_routes(app: FastAPI, guarded: list[Any], files: ReportFiles) -> None:

@@ -11,11 +11,17 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgclf.errors import UserError
 from imgclf.params import Tta
 from imgclf.serving.report import ReportFiles
 from imgclf.serving.settings import HOST, TOKEN_ENV, ServeSettings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+MAX_HEADER_BYTES = 16 * 1024  # a request's headers, all together (h11 buffers them)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -64,5 +70,18 @@ def run(model: str | os.PathLike[str], report: ReportFiles,
     if host not in (HOST, "localhost", "::1"):
         print(f"imgclf serve: listening on {host}: other machines can reach it"
               + ("" if token else f"; set {TOKEN_ENV} to require a token"), file=sys.stderr)
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+
+
+def uvicorn_config(app: object, settings: ServeSettings) -> uvicorn.Config:
+    """uvicorn's settings: connection and time limits, graceful shutdown."""
+    import uvicorn
+
+    from imgclf.serving.protocol import protocol_with_header_timeout
+
+    return uvicorn.Config(
+        app, log_level="info", limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=5,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        http=protocol_with_header_timeout(settings.header_timeout_s))

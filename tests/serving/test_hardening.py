@@ -1,5 +1,5 @@
 """``imgclf serve`` under hostile or heavy use, over real loopback HTTP: memory of big
-decodes, back-pressure, dropped work, slow clients and multipart rules.
+decodes, back-pressure, dropped work, slow clients, shutdown and multipart rules.
 
 The server here decodes one image at a time and admits few requests, so that a few
 16-bit PNGs (cheap to send, slow and large to decode) fill it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import socket
 import threading
 import time
@@ -191,3 +192,35 @@ def test_multipart_bodies_are_read_by_the_standards_rules(
                         headers={"content-type": ctype})
     assert answer.status_code == 200, answer.text
     assert answer.json()[0]["predicted"] == "red"
+
+
+# --- 3. shutdown: requests in flight finish or get a JSON 503 ----------------------------
+
+
+def test_sigterm_with_requests_in_flight_answers_each_and_logs_no_traceback(
+        tiny_model: Path, report_dir: Path, serve_helpers: Any, tmp_path: Path) -> None:
+    server = serve_helpers.start_server(
+        tiny_model, tmp_path, "--decode-threads", "1", "--max-queue", "64",
+        "--shutdown-grace-s", "0.5", env={"IMGCLF_SERVE_TOKEN": ""})
+    n = 24
+    answers: list[httpx.Response] = []
+    pool = ThreadPoolExecutor(n)
+    try:
+        futures = [pool.submit(upload, server.url, BIG) for _ in range(n)]
+        time.sleep(1.0)  # all connected; one decoding, the others waiting
+        server.proc.send_signal(signal.SIGTERM)
+        answers = [f.result() for f in futures]
+        # uvicorn ends by raising the signal again, so the exit says why it stopped.
+        assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        pool.shutdown()
+        serve_helpers.stop_server(server)
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 503} and 503 in statuses, statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert "shutting down" in answer.json()["detail"]
+            assert answer.headers["retry-after"] == "1"
+    log = server.output()
+    assert "Traceback" not in log and "CancelledError" not in log
+    assert log.count("timeout graceful shutdown exceeded") == 1

@@ -33,7 +33,7 @@ from imgclf.inference.predict import (
     to_predictions,
 )
 from imgclf.serving.batcher import Busy, MicroBatcher
-from imgclf.serving.limits import BodySizeLimit
+from imgclf.serving.limits import AnswerWhenCancelled, BodySizeLimit
 from imgclf.serving.model import Predictor
 from imgclf.serving.report import ReportFiles, read_report
 from imgclf.serving.settings import TOKEN_ENV, ServeSettings
@@ -101,6 +101,7 @@ def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFile
     _add_page(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes,
                        timeout_s=settings.body_timeout_s)
+    app.add_middleware(AnswerWhenCancelled, retry_after_s=RETRY_AFTER_S)  # outermost
     return app
 
 

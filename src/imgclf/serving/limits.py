@@ -1,4 +1,5 @@
-"""ASGI guards around the app: the request body's size and time.
+"""ASGI guards around the app: the request body's size and time, and the answer of a
+request that shutdown cuts off.
 
 ``BodySizeLimit``: a declared ``Content-Length`` over the limit is answered at once
 with 413, and a body that grows past it while streaming (no or a false length) is cut
@@ -100,3 +101,29 @@ class BodySizeLimit:
         except (_TooLarge, _TooSlow) as exc:
             if not started:
                 await send_json(send, exc.status_code, exc.detail)
+
+
+class AnswerWhenCancelled:
+    """A request cut off by shutdown (its task cancelled after the grace period) gets a
+    JSON 503 instead of uvicorn's plain 500 and a traceback; uvicorn logs one line."""
+
+    def __init__(self, app: ASGIApp, retry_after_s: int) -> None:
+        self.app, self.retry_after_s = app, retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except asyncio.CancelledError:
+            if scope["type"] != "http" or started:
+                raise
+            # Answered, not re-raised: the task ends here, as shutdown wants.
+            await send_json(send, 503, "the server is shutting down and could not finish "
+                            "this request: send it again",
+                            {"Retry-After": str(self.retry_after_s)})

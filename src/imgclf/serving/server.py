@@ -82,6 +82,6 @@ def uvicorn_config(app: object, settings: ServeSettings) -> uvicorn.Config:
     return uvicorn.Config(
         app, log_level="info", limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         http=protocol_with_header_timeout(settings.header_timeout_s))

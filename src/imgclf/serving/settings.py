@@ -58,6 +58,9 @@ class ServeSettings(BaseSettings):
                                   "one gets 408")
     keep_alive_s: float = Field(5.0, gt=0, allow_inf_nan=False,
                                 description="how long an idle connection stays open")
+    shutdown_grace_s: float = Field(8.0, ge=0, allow_inf_nan=False,
+                                    description="how long requests in flight may finish "
+                                    "after SIGTERM; those left get 503")
     # Required as a bearer token when set; SecretStr keeps it out of reprs and logs.
     token: SecretStr | None = Field(None, description=f"${TOKEN_ENV}: the bearer token "
                                     "every request but /healthz and the page needs")

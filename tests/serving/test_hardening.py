@@ -1,5 +1,5 @@
 """``imgclf serve`` under hostile or heavy use, over real loopback HTTP: memory of big
-decodes, back-pressure, dropped work, slow clients, shutdown and multipart rules.
+decodes, back-pressure, dropped work, slow clients, shutdown, logs and multipart rules.
 
 The server here decodes one image at a time and admits few requests, so that a few
 16-bit PNGs (cheap to send, slow and large to decode) fill it.
@@ -173,6 +173,24 @@ def test_the_body_is_held_once(limited: Any) -> None:
     assert grown < 2.2 * size / 2**20, grown  # the file, and a buffer's growth at most
 
 
+# --- 4. logs: one line for a client that leaves mid-upload -------------------------------
+
+
+def test_a_client_leaving_mid_upload_is_one_log_line(limited: Any) -> None:
+    with raw(limited) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+                     b"Content-Disposition: form-data; name=\"files\"; filename=\"a.png\""
+                     b"\r\n\r\n" + b"\0" * 1000)
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while "during its upload" not in limited.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = limited.output()
+    assert log.count("a client disconnected during its upload; dropped it") == 1
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
 # --- 6. multipart by the standard's rules ------------------------------------------------
 
 
@@ -207,7 +225,12 @@ def test_sigterm_with_requests_in_flight_answers_each_and_logs_no_traceback(
     pool = ThreadPoolExecutor(n)
     try:
         futures = [pool.submit(upload, server.url, BIG) for _ in range(n)]
-        time.sleep(1.0)  # all connected; one decoding, the others waiting
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until all are in: one decoding, others waiting
+            waiting = httpx.get(server.url + "healthz").json()["waiting"]
+            if waiting + sum(f.done() for f in futures) >= n:
+                break
+            time.sleep(0.05)
         server.proc.send_signal(signal.SIGTERM)
         answers = [f.result() for f in futures]
         # uvicorn ends by raising the signal again, so the exit says why it stopped.

@@ -1,15 +1,21 @@
-"""``IMGCLF_SERVE_TOKEN``: every call but /healthz and the page needs it; it is never logged."""
+"""``IMGCLF_SERVE_TOKEN``: every call but /healthz and the page needs it; it is never
+logged, and never accepted in the URL."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 TOKEN = "s3cret-Token-4f9a"
+
+
+def bearer(token: str = TOKEN) -> dict[str, bytes]:
+    return {"Authorization": f"Bearer {token}".encode()}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +33,8 @@ def guarded(tiny_model: Path, report_dir: Path, serve_helpers: Any,
 def test_requests_without_the_right_token_get_401(guarded: Any,
                                                   photo: Callable[..., bytes]) -> None:
     files = [("files", ("red.png", photo("red")))]
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                    {"Authorization": f"Basic {TOKEN}"}):
+    for headers in ({}, bearer("wrong"), bearer(TOKEN[:-1]), {"Authorization": TOKEN.encode()},
+                    {"Authorization": f"Basic {TOKEN}".encode()}):
         answer = httpx.post(guarded.url + "predict", files=files, headers=headers)
         assert answer.status_code == 401, headers
         assert "Authorization: Bearer <token>" in answer.json()["detail"]
@@ -36,16 +42,27 @@ def test_requests_without_the_right_token_get_401(guarded: Any,
         assert TOKEN not in answer.text
     for path in ("info", "report", "report/confusion.png"):
         assert httpx.get(guarded.url + path).status_code == 401
-    good = httpx.post(guarded.url + "predict", files=files,
-                      headers={"Authorization": f"Bearer {TOKEN}"})
+    good = httpx.post(guarded.url + "predict", files=files, headers=bearer())
     assert good.status_code == 200 and good.json()[0]["predicted"] == "red"
-    assert httpx.get(guarded.url + "info",
-                     headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert httpx.get(guarded.url + "info", headers=bearer()).status_code == 200
 
 
-def test_health_and_page_stay_open_and_the_token_is_never_logged(guarded: Any) -> None:
+def test_a_token_in_the_url_is_refused_and_kept_out_of_the_log(guarded: Any) -> None:
+    for query in ({"token": TOKEN}, {"access_token": "x"}, {"t": TOKEN}):
+        answer = httpx.get(guarded.url + "info", params=query, headers=bearer())
+        assert answer.status_code == 400, query
+        assert "never in the URL" in answer.json()["detail"]
+    log = guarded.output()
+    assert "GET /info?token=***" in log and "access_token=***" in log
+    assert TOKEN not in log and quote(TOKEN) not in log
+
+
+def test_health_and_page_stay_open_and_the_token_is_never_logged(
+        guarded: Any, photo: Callable[..., bytes]) -> None:
     assert httpx.get(guarded.url + "healthz").json()["token_required"] is True
     assert httpx.get(guarded.url).status_code == 200
+    httpx.post(guarded.url + "predict", files=[("files", ("red.png", photo("red")))],
+               headers=bearer())
     log = guarded.output()
     assert "bearer token required (IMGCLF_SERVE_TOKEN)" in log
     assert "POST /predict" in log  # requests are logged, their headers are not

@@ -23,6 +23,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
 from imgclf.inference.predict import (
@@ -33,7 +34,7 @@ from imgclf.inference.predict import (
     to_predictions,
 )
 from imgclf.serving.batcher import Busy, MicroBatcher
-from imgclf.serving.limits import AnswerWhenCancelled, BodySizeLimit
+from imgclf.serving.limits import AnswerWhenCancelled, BodySizeLimit, RefuseQueryTokens
 from imgclf.serving.model import Predictor
 from imgclf.serving.report import ReportFiles, read_report
 from imgclf.serving.settings import TOKEN_ENV, ServeSettings
@@ -101,6 +102,7 @@ def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFile
     _add_page(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes,
                        timeout_s=settings.body_timeout_s)
+    app.add_middleware(RefuseQueryTokens, token=settings.token)
     app.add_middleware(AnswerWhenCancelled, retry_after_s=RETRY_AFTER_S)  # outermost
     return app
 
@@ -167,9 +169,12 @@ def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
                                                    settings)
         except Busy as exc:
             raise _busy(exc) from None
+        except ClientDisconnect:
+            LOG.info("imgclf serve: a client disconnected during its upload; dropped it")
+            return Response(status_code=400)  # nobody reads it
         except ClientGone:
             LOG.info("imgclf serve: a client disconnected before its answer; dropped it")
-            return Response(status_code=400)  # nobody reads it
+            return Response(status_code=400)
         probs = fill_rows(len(uploads), usable.rows, scores, len(predictor.class_names))
         predictions = to_predictions([name for name, _ in uploads], probs, usable.errors,
                                      predictor.class_names, top_k or settings.top_k)
@@ -181,7 +186,7 @@ async def _score(request: Request, batcher: MicroBatcher, decoder: ThreadPoolExe
                  predictor: Predictor, settings: ServeSettings,
                  ) -> tuple[list[tuple[str, bytes]], Usable, np.ndarray | None]:
     """The uploads of ``request``, their decoded pixels and the model's ``(G, C)`` scores
-    (None when no file is usable). Busy or ClientGone otherwise."""
+    (None when no file is usable). Busy, ClientDisconnect or ClientGone otherwise."""
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] | None = None
     try:

@@ -1,5 +1,5 @@
-"""ASGI guards around the app: the request body's size and time, and the answer of a
-request that shutdown cuts off.
+"""ASGI guards around the app: the request body's size and time, query-string tokens,
+and the answer of a request that shutdown cuts off.
 
 ``BodySizeLimit``: a declared ``Content-Length`` over the limit is answered at once
 with 413, and a body that grows past it while streaming (no or a false length) is cut
@@ -15,7 +15,9 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 
 Scope = MutableMapping[str, Any]
@@ -34,6 +36,9 @@ class _TooSlow(HTTPException):
 
 
 CLOSE = {"Connection": "close"}  # the rest of the body is not read: the connection ends
+# Query parameters that look like a credential: refused, since URLs are logged.
+TOKEN_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", "auth",
+                          "authorization", "bearer"})
 
 
 def too_large_message(max_bytes: int) -> str:
@@ -101,6 +106,27 @@ class BodySizeLimit:
         except (_TooLarge, _TooSlow) as exc:
             if not started:
                 await send_json(send, exc.status_code, exc.detail)
+
+
+class RefuseQueryTokens:
+    """400 for a request with a token in its URL: URLs end up in logs and histories."""
+
+    def __init__(self, app: ASGIApp, token: SecretStr | None) -> None:
+        self.app = app
+        self.token = token.get_secret_value() if token else None
+
+    def _carries_token(self, query: str) -> bool:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        return any(k.lower() in TOKEN_PARAMS or v == self.token
+                   for k, v in pairs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        if scope["type"] == "http" and query and self._carries_token(query):
+            await send_json(send, 400, "send the token in the header 'Authorization: Bearer "
+                            "<token>', never in the URL (URLs are logged)")
+            return
+        await self.app(scope, receive, send)
 
 
 class AnswerWhenCancelled:

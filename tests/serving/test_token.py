@@ -1,8 +1,9 @@
-"""``IMGCLF_SERVE_TOKEN``: every call but /healthz and the page needs it; it is never
+"""``IMGCLF_SERVE_TOKEN``: every call but those docs/serve.md names needs it; it is never
 logged, and never accepted in the URL."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-TOKEN = "s3cret-Token-4f9a"
+TOKEN = "s3cret-Tökén-4f9a"  # not ASCII: sent as its UTF-8 bytes
+REPO = Path(__file__).resolve().parents[2]
 
 
 def bearer(token: str = TOKEN) -> dict[str, bytes]:
@@ -45,6 +47,20 @@ def test_requests_without_the_right_token_get_401(guarded: Any,
     good = httpx.post(guarded.url + "predict", files=files, headers=bearer())
     assert good.status_code == 200 and good.json()[0]["predicted"] == "red"
     assert httpx.get(guarded.url + "info", headers=bearer()).status_code == 200
+
+
+def test_exactly_the_paths_the_docs_name_answer_without_the_token(guarded: Any) -> None:
+    text = (REPO / "docs" / "serve.md").read_text()
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("Open without the token:"))
+    open_paths = re.findall(r"`(/[^`]*)`", line)
+    assert "/healthz" in open_paths
+    spec = httpx.get(guarded.url + "openapi.json").json()
+    routes = {re.sub(r"\{name\}", "confusion.png", p) for p in spec["paths"]}
+    for path in sorted(routes | set(open_paths)):
+        path = path.replace("*", "app.js")
+        status = (httpx.post if path == "/predict" else httpx.get)(guarded.url + path[1:])
+        expected = 200 if path.replace("app.js", "*") in open_paths else 401
+        assert status.status_code == expected, path
 
 
 def test_a_token_in_the_url_is_refused_and_kept_out_of_the_log(guarded: Any) -> None:

@@ -122,13 +122,16 @@ def _lifespan(batcher: MicroBatcher, decoder: ThreadPoolExecutor, size: int,
 
 def _authorizer(settings: ServeSettings) -> Callable[[Request], None]:
     """The check of the bearer token (none when no token is set)."""
-    token = settings.token.get_secret_value().encode() if settings.token else None
+    # Bytes on both sides: ASGI gives header values as latin-1 text, so a UTF-8 token
+    # arrives as its bytes read one per character.
+    token = settings.token.get_secret_value().encode("utf-8") if settings.token else None
 
     def authorized(request: Request) -> None:
         if token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+        given_bytes = given.strip().encode("latin-1")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token):
             raise HTTPException(401, "missing or wrong bearer token: send the header "
                                 "'Authorization: Bearer <token>' with the server's "
                                 f"{TOKEN_ENV}", headers={"WWW-Authenticate": "Bearer"})

@@ -63,7 +63,7 @@ class ServeSettings(BaseSettings):
                                     "after SIGTERM; those left get 503")
     # Required as a bearer token when set; SecretStr keeps it out of reprs and logs.
     token: SecretStr | None = Field(None, description=f"${TOKEN_ENV}: the bearer token "
-                                    "every request but /healthz and the page needs")
+                                    "every request needs but those docs/serve.md names")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -9,18 +9,21 @@ many files or too large a body get a 4xx with a one-line ``detail``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
 from imgclf.inference.predict import (
@@ -30,13 +33,16 @@ from imgclf.inference.predict import (
     format_json,
     to_predictions,
 )
-from imgclf.serving.batcher import MicroBatcher
-from imgclf.serving.limits import BodySizeLimit
+from imgclf.serving.batcher import Busy, MicroBatcher
+from imgclf.serving.limits import AnswerWhenCancelled, BodySizeLimit, RefuseQueryTokens
 from imgclf.serving.model import Predictor
 from imgclf.serving.report import ReportFiles, read_report
 from imgclf.serving.settings import TOKEN_ENV, ServeSettings
+from imgclf.serving.uploads import FIELD, read_uploads
 
-FIELD = "files"
+T = TypeVar("T")
+RETRY_AFTER_S = 1  # a busy server's Retry-After: one model call frees the queue fast
+LOG = logging.getLogger("uvicorn.error")  # uvicorn's own log: one format, one place
 STATIC = resources.files("imgclf.serving") / "static"
 DESCRIPTION = ("Classify images with the model trained by the imgclf pipeline. `POST /predict` "
                "takes images as multipart fields named `files` and answers with the JSON of "
@@ -52,56 +58,56 @@ def _decode_all(uploads: list[tuple[str, bytes]], size: int) -> Usable:
     return Usable.of([decode_or_reason(data, size) for _, data in uploads])
 
 
-async def _read_uploads(request: Request, settings: ServeSettings) -> list[tuple[str, bytes]]:
-    """``(file name, bytes)`` of every ``files`` field; HTTPException for a bad request."""
-    ctype = request.headers.get("content-type", "")
-    if not ctype.lower().startswith("multipart/form-data"):
-        raise HTTPException(415, f"send the images as multipart/form-data fields named "
-                            f"'{FIELD}' (curl -F {FIELD}=@photo.jpg ...), not "
-                            f"{ctype.split(';')[0] or 'a body without a content type'}")
-    # The body is bounded by BodySizeLimit; reading it first lets us see whether it was
-    # cut off, which the parser would pass over by dropping the unfinished file. (Header
-    # values are latin-1 text in ASGI, so the boundary always encodes back.)
-    body = await request.body()
-    boundary = ctype.partition("boundary=")[2].split(";")[0].strip().strip('"').encode("latin-1")
-    if not boundary or b"--" + boundary + b"--" not in body[-len(boundary) - 64:]:
-        raise HTTPException(400, "the multipart body ends before its closing boundary (cut "
-                            "off, or not multipart at all): send the whole upload again")
-    form = await request.form(max_files=settings.max_files,
-                              max_fields=settings.max_files + 16)
+class ClientGone(Exception):
+    """The client disconnected before its answer: its work was dropped."""
+
+
+async def _disconnected(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """Return once the client has gone (after its body, ``receive`` only says that)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(work: asyncio.Future[T], gone: asyncio.Future[None]) -> T:
+    """The result of ``work``; ClientGone (``work`` cancelled) if ``gone`` comes first."""
     try:
-        fields = form.getlist(FIELD)
-        if not fields:
-            raise HTTPException(400, f"no '{FIELD}' field in the upload: send one or more "
-                                f"images as multipart fields named '{FIELD}'")
-        uploads = []
-        for i, item in enumerate(fields):
-            if not isinstance(item, UploadFile):
-                raise HTTPException(400, f"'{FIELD}' field {i + 1} is text, not a file: "
-                                    f"upload the image file itself ({FIELD}=@photo.jpg)")
-            uploads.append((item.filename or f"upload-{i + 1}", await item.read()))
-        return uploads
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await form.close()
+        if not work.done():
+            work.cancel()  # the batcher skips a cancelled request; so does the decode pool
+    if work.cancelled():
+        raise ClientGone
+    return work.result()
+
+
+def _busy(exc: Busy) -> HTTPException:
+    return HTTPException(503, f"the server is busy ({exc}): try again in {RETRY_AFTER_S} s",
+                         headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFiles,
                model_name: str = "") -> FastAPI:
     """The application serving ``predictor`` as ``settings`` say, with the evaluate
     stage's ``report``; ``model_name`` is shown on the page."""
-    batcher = MicroBatcher(predictor.predict, settings.batch_images, settings.batch_window_s)
+    batcher = MicroBatcher(predictor.predict, settings.batch_images, settings.batch_window_s,
+                           settings.max_queue)
+    # A bounded pool: a large image can take a gigabyte while it is decoded.
+    decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
     app = FastAPI(title="imgclf", version=__version__, description=DESCRIPTION,
-                  lifespan=_lifespan(batcher, predictor.image_size))
+                  lifespan=_lifespan(batcher, decoder, predictor.image_size))
     guarded = [Depends(_authorizer(settings))]
     _add_status_routes(app, guarded, batcher, predictor, settings, model_name)
-    _add_predict_route(app, guarded, batcher, predictor, settings)
+    _add_predict_route(app, guarded, batcher, decoder, predictor, settings)
     _add_report_routes(app, guarded, report)
     _add_page(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes,
+                       timeout_s=settings.body_timeout_s)
+    app.add_middleware(RefuseQueryTokens, token=settings.token)
+    app.add_middleware(AnswerWhenCancelled, retry_after_s=RETRY_AFTER_S)  # outermost
     return app
 
 
-def _lifespan(batcher: MicroBatcher, size: int,
+def _lifespan(batcher: MicroBatcher, decoder: ThreadPoolExecutor, size: int,
               ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -109,19 +115,23 @@ def _lifespan(batcher: MicroBatcher, size: int,
         await batcher.warm_up((size, size, 3))  # before the first request, not during it
         yield
         await batcher.stop()
+        decoder.shutdown(wait=False, cancel_futures=True)
 
     return lifespan
 
 
 def _authorizer(settings: ServeSettings) -> Callable[[Request], None]:
     """The check of the bearer token (none when no token is set)."""
-    token = settings.token.get_secret_value().encode() if settings.token else None
+    # Bytes on both sides: ASGI gives header values as latin-1 text, so a UTF-8 token
+    # arrives as its bytes read one per character.
+    token = settings.token.get_secret_value().encode("utf-8") if settings.token else None
 
     def authorized(request: Request) -> None:
         if token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+        given_bytes = given.strip().encode("latin-1")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token):
             raise HTTPException(401, "missing or wrong bearer token: send the header "
                                 "'Authorization: Bearer <token>' with the server's "
                                 f"{TOKEN_ENV}", headers={"WWW-Authenticate": "Bearer"})
@@ -131,10 +141,12 @@ def _authorizer(settings: ServeSettings) -> Callable[[Request], None]:
 
 def _add_status_routes(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
                        predictor: Predictor, settings: ServeSettings, model_name: str) -> None:
-    @app.get("/healthz", summary="liveness, and how many model calls and images so far")
+    @app.get("/healthz", summary="liveness, how many model calls and images so far, and "
+             "how many requests are being decoded or waiting (at most --max-queue)")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "token_required": settings.token is not None,
-                "model_calls": batcher.calls, "images": batcher.images}
+                "model_calls": batcher.calls, "images": batcher.images,
+                "waiting": batcher.expected + batcher.waiting}
 
     @app.get("/info", dependencies=guarded, summary="the model's classes and the limits")
     def info() -> dict[str, Any]:
@@ -145,25 +157,53 @@ def _add_status_routes(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
 
 
 def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
-                       predictor: Predictor, settings: ServeSettings) -> None:
+                       decoder: ThreadPoolExecutor, predictor: Predictor,
+                       settings: ServeSettings) -> None:
     @app.post("/predict", dependencies=guarded, summary="classify uploaded images",
               response_class=JSONResponse, openapi_extra=UPLOAD_SCHEMA)
     async def predict(request: Request, top_k: Annotated[int | None, Query(ge=1)] = None,
                       ) -> Response:
         """One JSON object per file, as `imgclf predict --format json` prints them:
         `{path, predicted, confidence, top_k: [[class, p], ...]}` or `{path, error}`.
-        200 when any file was predicted, 422 when none could be."""
-        with batcher.coming():  # a batch gathered meanwhile waits for this one
-            uploads = await _read_uploads(request, settings)
-            usable = await run_in_threadpool(_decode_all, uploads, predictor.image_size)
-            if usable.pixels is not None:
-                queued = batcher.submit(usable.pixels)  # queued before coming() ends
-        scores = await queued if usable.pixels is not None else None
+        200 when any file was predicted, 422 when none could be; 503 with Retry-After
+        when the server is busy."""
+        try:
+            uploads, usable, scores = await _score(request, batcher, decoder, predictor,
+                                                   settings)
+        except Busy as exc:
+            raise _busy(exc) from None
+        except ClientDisconnect:
+            LOG.info("imgclf serve: a client disconnected during its upload; dropped it")
+            return Response(status_code=400)  # nobody reads it
+        except ClientGone:
+            LOG.info("imgclf serve: a client disconnected before its answer; dropped it")
+            return Response(status_code=400)
         probs = fill_rows(len(uploads), usable.rows, scores, len(predictor.class_names))
         predictions = to_predictions([name for name, _ in uploads], probs, usable.errors,
                                      predictor.class_names, top_k or settings.top_k)
         return Response(format_json(predictions), 200 if usable.rows else 422,
                         media_type="application/json")
+
+
+async def _score(request: Request, batcher: MicroBatcher, decoder: ThreadPoolExecutor,
+                 predictor: Predictor, settings: ServeSettings,
+                 ) -> tuple[list[tuple[str, bytes]], Usable, np.ndarray | None]:
+    """The uploads of ``request``, their decoded pixels and the model's ``(G, C)`` scores
+    (None when no file is usable). Busy, ClientDisconnect or ClientGone otherwise."""
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] | None = None
+    try:
+        with batcher.coming():  # Busy when full; a batch gathered meanwhile waits for it
+            uploads = await read_uploads(request, settings.max_files)
+            gone = asyncio.ensure_future(_disconnected(request.receive))
+            usable = await _unless_gone(loop.run_in_executor(
+                decoder, _decode_all, uploads, predictor.image_size), gone)
+            queued = None if usable.pixels is None else batcher.submit(usable.pixels)
+        scores = None if queued is None else await _unless_gone(queued, gone)
+        return uploads, usable, scores
+    finally:
+        if gone is not None:
+            gone.cancel()
 
 
 def _add_report_routes(app: FastAPI, guarded: list[Any], files: ReportFiles) -> None:

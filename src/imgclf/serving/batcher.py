@@ -11,6 +11,11 @@ The worker waits only while other requests are on their way (announced with
 :meth:`MicroBatcher.coming`, while they are read and decoded): a lone request never
 waits at all.
 
+At most ``max_queue`` requests are on their way or waiting at once: one more is
+refused with :class:`Busy` (the server answers 503), so under overload the answers that
+are given stay fast instead of every answer growing late. A request whose client has
+gone cancels its future, and the worker skips it.
+
 The model is only ever called on a few batch sizes (:func:`bucket_sizes`: powers of
 two up to ``max_images``), the batch padded with blank images up to the next one, and
 each size is run once at start-up (:meth:`MicroBatcher.warm_up`). On a CPU the first
@@ -30,7 +35,11 @@ import numpy as np
 
 from imgclf.serving.settings import DEFAULTS
 
-MAX_IMAGES, WINDOW_S = DEFAULTS.batch_images, DEFAULTS.batch_window_s
+MAX_IMAGES, WINDOW_S, MAX_QUEUE = DEFAULTS.batch_images, DEFAULTS.batch_window_s, DEFAULTS.max_queue
+
+
+class Busy(RuntimeError):
+    """``max_queue`` requests are already on their way or waiting: try again later."""
 
 
 def bucket_sizes(max_images: int) -> list[int]:
@@ -62,12 +71,15 @@ class MicroBatcher:
     """Run ``fn`` (``(B, S, S, 3)`` -> ``(B, C)``) on batches gathered from concurrent calls."""
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], max_images: int = MAX_IMAGES,
-                 window_s: float = WINDOW_S) -> None:
+                 window_s: float = WINDOW_S, max_queue: int = MAX_QUEUE) -> None:
         if max_images < 1:
             raise ValueError(f"max_images must be at least 1, got {max_images}")
         if window_s < 0:
             raise ValueError(f"window_s must not be negative, got {window_s}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         self.fn, self.max_images, self.window_s = fn, max_images, window_s
+        self.max_queue = max_queue
         self.calls = 0  # model calls made
         self.images = 0  # images predicted
         self.expected = 0  # requests announced by coming() and not yet queued
@@ -79,7 +91,7 @@ class MicroBatcher:
 
     async def start(self) -> None:
         """Start the worker on the running event loop."""
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(self.max_queue)
         self._worker = asyncio.create_task(self._run(), name="imgclf-batcher")
 
     async def stop(self) -> None:
@@ -97,12 +109,20 @@ class MicroBatcher:
     @contextlib.contextmanager
     def coming(self) -> Iterator[None]:
         """Announce a request that will call :meth:`predict` soon (or fail before it):
-        a batch being gathered meanwhile waits for it, up to the window."""
+        a batch being gathered meanwhile waits for it, up to the window. :class:`Busy`
+        when ``max_queue`` requests are already on their way or queued."""
+        if self.expected + self.waiting >= self.max_queue:
+            raise Busy(f"{self.max_queue} requests are already waiting")
         self.expected += 1
         try:
             yield
         finally:
             self.expected -= 1
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued and not yet taken into a model call."""
+        return (self._queue.qsize() if self._queue is not None else 0) + (self._held is not None)
 
     async def warm_up(self, image_shape: tuple[int, ...]) -> None:
         """Call the model once at every bucket size on blank images of ``image_shape``."""
@@ -122,7 +142,10 @@ class MicroBatcher:
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
         job = _Job(pixels, asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(job)  # unbounded: never waits
+        try:
+            self._queue.put_nowait(job)  # never waits: a full queue is refused
+        except asyncio.QueueFull:
+            raise Busy(f"{self.max_queue} requests are already waiting") from None
         return job.result
 
     async def predict(self, pixels: np.ndarray) -> np.ndarray:
@@ -147,6 +170,8 @@ class MicroBatcher:
                     job = await asyncio.wait_for(self._queue.get(), left)
                 except TimeoutError:
                     break
+            if job.result.done():  # its client has gone: no room taken in this batch
+                continue
             if count + len(job.pixels) > self.max_images:
                 self._held = job  # would overflow this batch: it starts the next one
                 break

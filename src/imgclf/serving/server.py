@@ -7,15 +7,25 @@ The token is never printed: the line says only whether one is required.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, quote_plus
 
 from imgclf.errors import UserError
 from imgclf.params import Tta
+from imgclf.serving.limits import TOKEN_PARAMS
 from imgclf.serving.report import ReportFiles
 from imgclf.serving.settings import HOST, TOKEN_ENV, ServeSettings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+MAX_HEADER_BYTES = 16 * 1024  # a request's headers, all together (h11 buffers them)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -64,5 +74,44 @@ def run(model: str | os.PathLike[str], report: ReportFiles,
     if host not in (HOST, "localhost", "::1"):
         print(f"imgclf serve: listening on {host}: other machines can reach it"
               + ("" if token else f"; set {TOKEN_ENV} to require a token"), file=sys.stderr)
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+
+
+def uvicorn_config(app: object, settings: ServeSettings) -> uvicorn.Config:
+    """uvicorn's settings: connection and time limits, graceful shutdown, and an access
+    log without tokens (the config sets up uvicorn's loggers, which the filter joins)."""
+    import uvicorn
+
+    from imgclf.serving.protocol import protocol_with_header_timeout
+
+    config = uvicorn.Config(
+        app, log_level="info", limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        http=protocol_with_header_timeout(settings.header_timeout_s))
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens(settings))
+    return config
+
+
+class RedactTokens(logging.Filter):
+    """Blank the token, and any credential-like query parameter, in access log lines
+    (such requests get 400, but uvicorn logs their URL first)."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        super().__init__()
+        token = settings.token.get_secret_value() if settings.token else ""
+        # As given, and as a URL carries it (uvicorn logs the query string as sent).
+        self.forms = sorted({token, quote(token, safe=""), quote_plus(token, safe="")} - {""})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact(a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+    def _redact(self, text: str) -> str:
+        for form in self.forms:
+            text = text.replace(form, "***")
+        names = "|".join(TOKEN_PARAMS)
+        return re.sub(rf"([?&](?:{names})=)[^&\s]*", r"\1***", text, flags=re.IGNORECASE)

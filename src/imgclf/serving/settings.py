@@ -45,9 +45,25 @@ class ServeSettings(BaseSettings):
     batch_window_ms: float = Field(5.0, ge=0, allow_inf_nan=False,
                                    description="how long a batch waits for requests "
                                    "already being received")
+    decode_threads: int = Field(2, ge=1, description="images decoded at once; a large "
+                                "image can take a gigabyte while it is decoded")
+    max_queue: int = Field(64, ge=1, description="most /predict requests being decoded or "
+                           "waiting for the model; more get 503 with Retry-After")
+    max_connections: int = Field(256, ge=1, description="most open connections; more get "
+                                 "503")
+    header_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False,
+                                    description="time to send a request's headers")
+    body_timeout_s: float = Field(60.0, gt=0, allow_inf_nan=False,
+                                  description="time to send a request's body; a slower "
+                                  "one gets 408")
+    keep_alive_s: float = Field(5.0, gt=0, allow_inf_nan=False,
+                                description="how long an idle connection stays open")
+    shutdown_grace_s: float = Field(8.0, ge=0, allow_inf_nan=False,
+                                    description="how long requests in flight may finish "
+                                    "after SIGTERM; those left get 503")
     # Required as a bearer token when set; SecretStr keeps it out of reprs and logs.
     token: SecretStr | None = Field(None, description=f"${TOKEN_ENV}: the bearer token "
-                                    "every request but /healthz and the page needs")
+                                    "every request needs but those docs/serve.md names")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -12,6 +12,7 @@ from bench.sections.memory import section_memory
 from bench.sections.pipeline import section_incremental, section_tta
 from bench.sections.scale import section_scale
 from bench.sections.serve import section_serve
+from bench.sections.serve_limits import section_serve_limits
 from bench.sections.split import section_split
 from bench.sections.tfrecord import section_tfrecord
 from bench.sections.throughput import section_overhead, section_throughput
@@ -20,7 +21,7 @@ SECTION_FUNCS: dict[str, Callable[[Bench], list[Figure]]] = {
     "throughput": section_throughput, "overhead": section_overhead, "split": section_split,
     "incremental": section_incremental, "memory": section_memory, "tta": section_tta,
     "export": section_export,
-    "serve": section_serve,
+    "serve": section_serve, "serve_limits": section_serve_limits,
     "backbones": section_backbones,
     "tfrecord": section_tfrecord, "scale": section_scale,
 }

@@ -53,12 +53,13 @@ def serve_model(bench: Bench) -> tuple[Path, int]:
 
 
 @contextlib.contextmanager
-def serving(model: Path, cwd: Path) -> Iterator[tuple[str, int]]:
-    """``imgclf serve --port 0`` as a child process: yield its (host, port)."""
+def serving(model: Path, cwd: Path, extra: Sequence[str] = ()
+            ) -> Iterator[tuple[tuple[str, int], subprocess.Popen[bytes]]]:
+    """``imgclf serve --port 0 EXTRA...`` as a child process: yield ((host, port), process)."""
     log_path = cwd / "serve.log"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(imgclf_cmd("serve", "--model", str(model), "--port", "0",
-                                           "--tta", "none"),
+                                           "--tta", "none", *extra),
                                 cwd=cwd, env=child_env() | {"IMGCLF_SERVE_TOKEN": ""},
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -67,7 +68,7 @@ def serving(model: Path, cwd: Path) -> Iterator[tuple[str, int]]:
             text = log_path.read_text(encoding="utf-8", errors="replace")
             found = re.search(r" at http://([\d.]+):(\d+)/ ;", text)
             if found and "Application startup complete" in text:
-                yield found[1], int(found[2])
+                yield (found[1], int(found[2])), proc
                 return
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"imgclf serve did not start:\n{text[-2000:]}")
@@ -154,7 +155,7 @@ def section_serve(bench: Bench) -> list[Figure]:
     direct_rate, direct_lat = direct_calls(model, photos, size, total)
     d50, d95 = percentile(direct_lat, 50) * 1000, percentile(direct_lat, 95) * 1000
     figures = []
-    with serving(model, model.parent) as address:
+    with serving(model, model.parent) as (address, _):
         load_level(address, bodies, max(SERVE_CLIENTS), 2 * max(SERVE_CLIENTS))  # warm-up
         for clients in SERVE_CLIENTS:
             log(f"serve: {total} requests from {clients} concurrent clients")

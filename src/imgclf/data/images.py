@@ -187,6 +187,16 @@ def decode_image_details(data: bytes, size: int) -> tuple[np.ndarray, int, tuple
     return np.asarray(im, dtype=np.uint8), _dhash(im), shown
 
 
+def _upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation says, or ``im`` itself when it says nothing to
+    do: ``ImageOps.exif_transpose`` returns a copy then, a second full-size image (128 MB
+    of the 16-bit PNG in docs/performance.md's serve-limits row)."""
+    im.load()  # as exif_transpose does: some formats carry EXIF after the pixels
+    if im.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
+        return ImageOps.exif_transpose(im)
+    return im
+
+
 def _decode(data: bytes, size: int) -> tuple[Image.Image, tuple[int, int]]:
     """The ``size`` x ``size`` RGB picture of ``data``, and its original (width, height)
     as shown; see ``decode_image``."""
@@ -209,7 +219,7 @@ def _decode(data: bytes, size: int) -> tuple[Image.Image, tuple[int, int]]:
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: much faster, and the
                 # result is still at least ``size`` pixels a side.
                 im.draft("RGB", (size, size))
-                return _resized_rgb(ImageOps.exif_transpose(im), size), shown
+                return _resized_rgb(_upright(im), size), shown
     except ImageError:
         raise
     except UnidentifiedImageError:

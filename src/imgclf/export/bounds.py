@@ -74,7 +74,9 @@ def within_int8_accuracy_drop(fmt: str, row: Row, keras: Row,
     text = (f"{fmt} test accuracy {row['accuracy']:.4f} is {100 * drop:.2f} points below "
             f"the Keras model's {keras['accuracy']:.4f}, {100 * (drop - bound):.2f} points "
             f"more than export.int8_max_accuracy_drop ({bound:g}) allows")
-    confident = row.get("confident_agreement", 0.0)
+    confident = row.get("confident_agreement")
+    if confident is None:  # not compared with Keras' answers: nothing tells it is wobble
+        return Miss(text)
     if not confident >= params.min_agreement:
         return Miss(f"{text}, and it agrees with the Keras model on {confident:.2%} of the "
                     f"test images it is confident on (export.min_agreement "

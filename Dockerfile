@@ -46,7 +46,14 @@ RUN git config --global user.name imgclf \
  && git config --global user.email imgclf@localhost \
  && git init -q -b main \
  && git add -A \
- && git commit -q -m "imgclf image"
+ && git commit -q -m "imgclf image" \
+ && dvc config --local cache.type reflink,copy
+# Above, the last line: the outputs (data/, models/) and the DVC cache are separate
+# mounts from the host, and Linux refuses hard links across mounts (EXDEV) even on one
+# filesystem; DVC then fell back to symlinks to /app/.dvc/cache/..., which dangle on the
+# host. So in the image DVC copies (or clones, where the filesystem can): real files on
+# the host. .dvc/config.local is the image's own (git-ignored; .dockerignore keeps the
+# host's out).
 
 # imgclf serve's port: docker compose run --service-ports app imgclf serve --host 0.0.0.0
 EXPOSE 8000

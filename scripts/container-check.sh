@@ -17,7 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 image=${IMAGE:-imgclf:check}
-tools=${IMGCLF_CONTAINER_TOOLS:-$(cd .. && pwd)/shared/container}
+# ../shared/container beside the clone (of the main checkout, from a git worktree)
+main_checkout=$(dirname "$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null \
+                           || echo "$PWD/.git")")
+tools=${IMGCLF_CONTAINER_TOOLS:-$(cd "$main_checkout/.." && pwd)/shared/container}
 read -r -a build_flags <<<"${PODMAN_BUILD_FLAGS:---isolation=chroot}"
 
 if [ -x "$tools/make-base-image.sh" ] && [ "$(id -u)" = 0 ]; then
@@ -103,6 +106,9 @@ work = Path(sys.argv[1])
 metrics = json.loads((work / "metrics/eval.json").read_text())
 assert 0.0 <= metrics["test"]["accuracy"] <= 1.0, metrics
 assert (work / "models/model.keras").is_file()
+# Real files on the host: a link would point into the container (/app/.dvc/cache/...).
+links = [str(p) for p in work.rglob("*") if p.is_symlink()]
+assert not links, f"links on the host: {links[:5]}"
 assert any((work / "cache").rglob("*")), "the DVC cache on the host is empty"
 print(f"test accuracy {metrics['test']['accuracy']}, test n {metrics['test']['n']}")
 PY

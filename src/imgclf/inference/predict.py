@@ -180,14 +180,24 @@ def to_predictions(paths: Sequence[str | os.PathLike[str]], probs: np.ndarray,
 # --- output ----------------------------------------------------------------------------------
 
 
+def shown(path: str | os.PathLike[str]) -> str:
+    """``path`` for a person to read: a name that is not UTF-8 (Python holds its bytes as
+    lone surrogates, see os.fsdecode) shows those bytes as ``\\xNN``, e.g. ``caf\\xe9.jpg``,
+    instead of crashing a terminal's strict encoder."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def format_table(predictions: Sequence[Prediction]) -> str:
-    """Aligned columns file, predicted, confidence, top-k of the files that were predicted."""
+    """Aligned columns file, predicted, confidence, top-k of the files that were predicted.
+
+    For people: file names as :func:`shown`. The CSV and JSON keep each name's own bytes.
+    """
     done = [p for p in predictions if p.error is None]
     if not done:
         return ""
     k = max(len(p.top_k) for p in done)
     header = ("file", "predicted", "confidence", f"top {k}")
-    rows = [(p.path, p.predicted or "", f"{p.confidence:.4f}",
+    rows = [(shown(p.path), p.predicted or "", f"{p.confidence:.4f}",
              ", ".join(f"{name} {prob:.3f}" for name, prob in p.top_k)) for p in done]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}"
@@ -196,7 +206,12 @@ def format_table(predictions: Sequence[Prediction]) -> str:
 
 
 def format_csv(predictions: Sequence[Prediction]) -> str:
-    """``path,predicted,confidence,class_1,prob_1,...,class_k,prob_k,error``."""
+    """``path,predicted,confidence,class_1,prob_1,...,class_k,prob_k,error``.
+
+    A path that is not UTF-8 stays as Python holds it (lone surrogates): written out with
+    ``surrogateescape`` (:func:`print_results`, ``fsutil.write_text``) it is the file's
+    name, byte for byte.
+    """
     k = max((len(p.top_k) for p in predictions), default=0)
     ranks = [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "prob")]
     buf = io.StringIO()
@@ -212,12 +227,26 @@ def format_csv(predictions: Sequence[Prediction]) -> str:
 
 def format_json(predictions: Sequence[Prediction]) -> str:
     """A list of ``{path, predicted, confidence, top_k: [[class, p], ...]}`` or
-    ``{path, error}`` objects."""
+    ``{path, error}`` objects, in ASCII: a path that is not UTF-8 keeps its bytes as
+    ``\\udcNN`` escapes (``os.fsencode(json.load(f)[i]["path"])`` is the name's bytes)."""
     objects = [json.dumps(p.to_json(), allow_nan=False) for p in predictions]
     return "[\n" + ",\n".join(f"  {o}" for o in objects) + ("\n]\n" if objects else "]\n")
 
 
 FORMATTERS = {"table": format_table, "csv": format_csv, "json": format_json}
+
+
+def print_results(text: str) -> None:
+    """Write ``text`` to stdout, any lone surrogates (file names that are not UTF-8) as
+    the bytes they stand for, where a terminal's strict encoder would raise."""
+    out = sys.stdout
+    out.flush()
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:  # a stream without bytes underneath (e.g. io.StringIO): text it is
+        out.write(text)
+    else:
+        buffer.write(text.encode(out.encoding or "utf-8", "surrogateescape"))
+    (buffer or out).flush()  # before the error lines, when both go to one terminal
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -242,6 +271,8 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
     if not files:
         raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
                         f"{', '.join(map(str, paths))}")
+    if output is not None:  # before the work, not once the results would be lost
+        fsutil.check_writable(output, flag="--output")
     # Any format (.keras, SavedModel, .tflite, .onnx); TensorFlow only once the input is fine.
     from imgclf.inference.runtimes import load_runtime
 
@@ -255,14 +286,13 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
     failed = [p for p in predictions if p.error is not None]
     text = FORMATTERS[fmt](predictions)
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()  # before the error lines, when both go to one terminal
+        print_results(text)
     else:
         fsutil.write_text(output, text)
     if fmt == "table":  # csv and json hold the errors in their rows
         for p in failed:
-            print(f"imgclf predict: {p.path}: {p.error}", file=sys.stderr)
+            print(f"imgclf predict: {shown(p.path)}: {p.error}", file=sys.stderr)
     if output is not None:
         print(f"predict: {len(predictions) - len(failed)} predicted, {len(failed)} failed; "
-              f"results in {output}", file=sys.stderr)
+              f"results in {shown(output)}", file=sys.stderr)
     return 1 if failed else 0

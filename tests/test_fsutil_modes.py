@@ -93,3 +93,23 @@ def test_write_text_keeps_a_non_utf8_file_name(tmp_path: Path) -> None:
     name = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: '\udce9' in Python
     fsutil.write_text(tmp_path / "out.csv", f"path\n{name}\n")
     assert (tmp_path / "out.csv").read_bytes() == b"path\ncaf\xe9.jpg\n"
+
+
+def test_atomic_dir_removes_what_a_killed_run_left_and_keeps_a_live_writers(
+        tmp_path: Path) -> None:
+    import subprocess
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    out = tmp_path / "raw"
+    stale = tmp_path / f".raw.{dead}.abc.tmp"
+    (stale / "cats").mkdir(parents=True)
+    (stale / "cats" / "1.jpg").write_bytes(b"half a copy")
+    live = tmp_path / f".raw.{os.getpid()}.def.tmp"
+    live.mkdir()
+    other = tmp_path / f".rawer.{dead}.ghi.tmp"  # another output's: not this one's to clean
+    other.mkdir()
+    with fsutil.atomic_dir(out) as tmp:
+        (tmp / "ok").write_text("done")
+    assert not stale.exists() and live.is_dir() and other.is_dir()
+    assert (out / "ok").read_text() == "done"

@@ -9,6 +9,7 @@ get the modes a plain ``open`` / ``mkdir`` would give, under the user's umask.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -78,6 +79,30 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Remove the temporary folders of ``atomic_dir(path)`` that a killed run left (SIGKILL
+    skips its clean-up): those whose writer's pid is no longer running. A killed download
+    would otherwise leave a partial copy of the dataset behind. Returns what it removed."""
+    removed = []
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
+        if (stale.suffix in (".tmp", ".old") and stale.is_dir() and pid.isdigit()
+                and not _alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces the folder ``path``.
@@ -87,13 +112,17 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_leftovers(path)
+    # The writer's pid in the name tells a killed run's leftovers from a live one's.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=path.parent))
     tmp.chmod(0o777 & ~umask())
     try:
         yield tmp
         old = None
         if path.exists() or path.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".old",
+                                        dir=path.parent))
             os.replace(path, old / "x")
         os.replace(tmp, path)
         if old is not None:

@@ -1,0 +1,100 @@
+"""The features stage and train's cached path: the cache stands in exactly for the
+frozen layers, within float16's precision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclf.params import (
+    AugmentParams,
+    FineTuneParams,
+    ModelParams,
+    TrainParams,
+    params_from_dict,
+)
+from imgclf.training.caching import train_blocker
+
+LAYERS = 30  # the default: MobileNetV2's top 30 layers start inside block 14's residual,
+# so the cut moves down to block_13_project_BN.
+# float16 keeps 11 significant bits (relative error <= 2**-11 ~ 5e-4 per activation);
+# carried through the top's layers to the softmax, it moves the probabilities by about
+# 1e-4 here (measured), far below this bound; a wrong cut, view or batch-norm mode
+# would move them by tenths.
+PROB_TOLERANCE = 2e-3
+
+
+def test_the_cache_is_refused_where_it_cannot_be_exact() -> None:
+    model = ModelParams(arch="mobilenet_v2", alpha=0.35)
+    plain = TrainParams()
+    assert train_blocker(model, plain) is None
+    assert "train.augment.rotation" in str(train_blocker(
+        model, TrainParams(augment=AugmentParams(rotation=0.1))))
+    assert "train.augment.crop" in str(train_blocker(
+        model, TrainParams(augment=AugmentParams(crop=0.5))))
+    assert "train.fine_tune.layers: 0" in str(train_blocker(
+        model, TrainParams(fine_tune=FineTuneParams(layers=0))))
+    assert "model.arch: small" in str(train_blocker(ModelParams(arch="small"), plain))
+    assert "model.pretrained" in str(train_blocker(
+        ModelParams(arch="mobilenet_v2", alpha=0.35, pretrained=False), plain))
+
+
+@pytest.fixture(scope="module")
+def backbone_data(tmp_path_factory: pytest.TempPathFactory,
+                  image_folder: Callable[..., Path]) -> dict[str, Path]:
+    """Prepared 64 px images of 3 classes, the real MobileNetV2 0.35 weights, and the
+    features stage's output for them."""
+    from imgclf.data import split
+    from imgclf.models import pretrained
+    from imgclf.training import features
+
+    root = tmp_path_factory.mktemp("backbone")
+    p = params_from_dict({"data": {"image_size": 64},
+                          "model": {"arch": "mobilenet_v2", "alpha": 0.35}})
+    image_folder(root / "raw", ["a", "b", "c"], per_class=14, size=64)
+    split.run(p.data, p.split, root / "raw", root / "prep")
+    pretrained.run(p.model, root / "weights")
+    features.run(p.model, LAYERS, True, root / "prep", root / "weights", root / "features")
+    return {"prep": root / "prep", "weights": root / "weights",
+            "features": root / "features"}
+
+
+@pytest.mark.slow
+@pytest.mark.realweights
+def test_saved_model_on_images_agrees_with_the_top_on_cached_activations(
+        backbone_data: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from imgclf.data.shards import read_split
+    from imgclf.models.cut import split_model
+    from imgclf.models.saving import load_model
+    from imgclf.training import train
+    from imgclf.training.caching import read_features
+
+    model = ModelParams(arch="mobilenet_v2", alpha=0.35)
+    params = TrainParams(epochs=2, batch_size=8, early_stopping_patience=0,
+                         fine_tune=FineTuneParams(epochs=1, layers=LAYERS))
+    train.run(model, params, backbone_data["prep"], tmp_path / "m.keras", tmp_path / "live",
+              backbone_data["weights"], features=backbone_data["features"])
+    out = capsys.readouterr().out
+    assert "on the cached features" in out and "whole model" not in out
+    saved, _info = load_model(tmp_path / "m.keras")
+    images, _labels = read_split(backbone_data["prep"], "val")
+    on_images = saved.predict(images.astype("float32"), verbose=0)
+    cached = read_features(backbone_data["features"])
+    assert cached is not None
+    parts = split_model(saved, LAYERS)
+    assert parts.cut == cached.meta["cut"] == "block_13_project_BN"
+    activations = np.asarray(cached.array("val", "cut"))[:, 0].astype("float32")
+    on_cache = parts.top.predict(activations, verbose=0)
+    assert (on_images.argmax(1) == on_cache.argmax(1)).all()
+    assert np.abs(on_images - on_cache).max() < PROB_TOLERANCE
+    # The mirror view is the bottom applied to the mirrored image.
+    mirrored = parts.bottom.predict(images[:4, :, ::-1].astype("float32"), verbose=0)
+    train_cut = np.asarray(cached.array("train", "cut"))
+    train_images, _ = read_split(backbone_data["prep"], "train")
+    direct = parts.bottom.predict(train_images[:4, :, ::-1].astype("float32"), verbose=0)
+    np.testing.assert_allclose(train_cut[:4, 1], direct[0], rtol=2e-3, atol=2e-3)
+    assert mirrored[0].shape[1:] == train_cut.shape[2:]

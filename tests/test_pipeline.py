@@ -24,7 +24,8 @@ from imgclf.params import merge
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-STAGES = ("source", "download", "pretrained", "split", "train", "evaluate", "export")
+STAGES = ("source", "download", "pretrained", "split", "features", "train", "evaluate",
+          "export")
 # `source` fingerprints data.source on every repro (always_changed, see dvc.yaml): DVC
 # runs it each time and lists it in `dvc status`, and the others rerun only on a change.
 ALWAYS = {"source": ["always changed"]}
@@ -115,8 +116,8 @@ def test_a_new_image_in_the_source_folder_reruns_download(project: Path) -> None
     Image.fromarray(pixels.astype(np.uint8)).save(images / "cat" / "new_photo.png")
     out = sh(project, "dvc", "repro")
     # evaluate and export both follow train, in either order.
-    assert ran(out)[:4] == ["source", "download", "split", "train"], out
-    assert sorted(ran(out)[4:]) == ["evaluate", "export"], out
+    assert ran(out)[:5] == ["source", "download", "split", "features", "train"], out
+    assert sorted(ran(out)[5:]) == ["evaluate", "export"], out
     assert "Stage 'pretrained' didn't change, skipping" in out
     assert ((project / "data/raw/cat/new_photo.png").read_bytes()
             == (images / "cat/new_photo.png").read_bytes())

@@ -151,7 +151,7 @@ def test_serve_upload_is_a_well_formed_multipart_body() -> None:
 
 def test_every_section_is_registered_in_run_order() -> None:
     assert SECTIONS == ("throughput", "overhead", "split", "incremental", "memory", "tta",
-                        "export", "serve", "backbones", "tfrecord", "scale")
+                        "export", "serve", "backbones", "tfrecord", "scale", "cached")
     assert all(callable(SECTION_FUNCS[name]) for name in SECTIONS)
 
 

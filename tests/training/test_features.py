@@ -3,11 +3,18 @@ frozen layers, within float16's precision."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from imgclf.params import (
     AugmentParams,
@@ -98,3 +105,66 @@ def test_saved_model_on_images_agrees_with_the_top_on_cached_activations(
     direct = parts.bottom.predict(train_images[:4, :, ::-1].astype("float32"), verbose=0)
     np.testing.assert_allclose(train_cut[:4, 1], direct[0], rtol=2e-3, atol=2e-3)
     assert mirrored[0].shape[1:] == train_cut.shape[2:]
+
+
+@pytest.mark.slow
+@pytest.mark.realweights
+def test_a_random_rotation_falls_back_to_the_whole_model_saying_why(
+        backbone_data: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from imgclf.training import train
+
+    params = TrainParams(epochs=1, batch_size=8, early_stopping_patience=0,
+                         augment=AugmentParams(rotation=0.1),
+                         fine_tune=FineTuneParams(epochs=0, layers=LAYERS))
+    train.run(ModelParams(arch="mobilenet_v2", alpha=0.35), params, backbone_data["prep"],
+              tmp_path / "m.keras", tmp_path / "live", backbone_data["weights"],
+              features=backbone_data["features"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "whole model" in line]
+    assert lines == ["train: the whole model runs on every image in every epoch: "
+                     "train.augment.rotation: 0.1 (random pixels each epoch, not cacheable)"]
+    assert (tmp_path / "m.keras").is_file()
+
+
+def _digest(output: str) -> str:
+    found = re.findall(r"final weights sha256 ([0-9a-f]{64})", output)
+    assert len(found) == 1, output
+    return found[0]
+
+
+@pytest.mark.slow
+@pytest.mark.realweights
+def test_a_killed_cached_run_resumes_to_the_uninterrupted_runs_weights(
+        backbone_data: dict[str, Path], tmp_path: Path) -> None:
+    params = {"model": {"arch": "mobilenet_v2", "alpha": 0.35}, "wandb": {"enabled": False},
+              "train": {"epochs": 40, "batch_size": 8, "early_stopping_patience": 0,
+                        "fine_tune": {"epochs": 2, "layers": LAYERS}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "imgclf", "train", "--data", str(backbone_data["prep"]),
+           "--pretrained", str(backbone_data["weights"]),
+           "--features", str(backbone_data["features"])]
+
+    def args(name: str) -> list[str]:
+        return [*cmd, "--model", f"{name}/model.keras", "--live", f"{name}/live"]
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = subprocess.run(args("straight"), cwd=tmp_path, capture_output=True, text=True,
+                              env=env)
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+    first = subprocess.Popen(args("resumed"), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    curve = tmp_path / "resumed/live/plots/metrics/train/loss.tsv"
+    deadline = time.monotonic() + 300
+    while not (curve.exists() and len(curve.read_text().splitlines()) > 3):
+        assert time.monotonic() < deadline and first.poll() is None, "training never got going"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (tmp_path / "resumed/model.keras").exists()
+    second = subprocess.run(args("resumed"), cwd=tmp_path, capture_output=True, text=True,
+                            env=env)
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out
+    assert "resuming the head phase" in out and "Epoch 1/40" not in out
+    # Same order from the resumed epoch on, same views: the same weights, bit for bit.
+    assert _digest(out) == _digest(straight.stdout + straight.stderr)

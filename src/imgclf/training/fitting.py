@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from imgclf.params import TrainParams
@@ -30,6 +31,28 @@ class Feed:
     val: tf.data.Dataset
     steps: int
     endless: bool = False
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """At each epoch's start, reseed every random layer of the model (dropout) from
+    ``(seed, epoch)``.
+
+    Keras' backups hold the weights and the optimizer, not the random layers' generator
+    states, so a resumed run would draw other dropout masks than an uninterrupted one;
+    reseeded per epoch, both draw the same. Together with batches whose order is a
+    function of the epoch (``imgclf.training.cached_data``) a resumed run ends with the
+    uninterrupted run's weights.
+    """
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        layers = self.model._flatten_layers(include_self=True, recursive=True)
+        generators = [g for layer in layers for g in getattr(layer, "_seed_generators", [])]
+        for i, generator in enumerate(generators):
+            generator.state.assign(np.array([self.seed + i, epoch], dtype="int64"))
 
 
 def resumed_epoch(backup: Path, first_epoch: int) -> int:
@@ -86,9 +109,12 @@ class Fitter:
             print(f"train: resuming the {phase} phase from {self.backups / phase}")
         # shuffle=False: the dataset shuffles itself (seeded); Keras can't shuffle tf.data.
         # verbose: a progress bar on a terminal, one line per epoch in logs (dvc, CI).
+        # An endless feed's batches depend on the epoch alone; so, then, do its random
+        # layers' draws (EpochSeeds): a resumed run repeats the uninterrupted one.
+        seeds = [EpochSeeds(train.seed)] if feed.endless else []
         model.fit(feed.train(resumed_epoch(self.backups / phase, first_epoch)),
                   validation_data=feed.val, initial_epoch=first_epoch,
                   epochs=first_epoch + epochs, steps_per_epoch=feed.steps if feed.endless
-                  else None, callbacks=[backup, *self.callbacks, *stop],
+                  else None, callbacks=[backup, *seeds, *self.callbacks, *stop],
                   class_weight=self.class_weight, shuffle=False,
                   verbose=1 if sys.stdout.isatty() else 2)

@@ -3,9 +3,11 @@ frozen layers, within float16's precision."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -168,3 +170,56 @@ def test_a_killed_cached_run_resumes_to_the_uninterrupted_runs_weights(
     assert "resuming the head phase" in out and "Epoch 1/40" not in out
     # Same order from the resumed epoch on, same views: the same weights, bit for bit.
     assert _digest(out) == _digest(straight.stdout + straight.stderr)
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:  # all bound at once, so the ports differ
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.slow
+@pytest.mark.realweights
+def test_two_workers_on_the_cache_train_the_one_process_model(
+        backbone_data: dict[str, Path], tmp_path: Path) -> None:
+    # No dropout and plain SGD: split over two workers, the steps are those of one
+    # process on whole batches, up to rounding.
+    params = {"model": {"arch": "mobilenet_v2", "alpha": 0.35, "dropout": 0.0},
+              "wandb": {"enabled": False},
+              "train": {"optimizer": "sgd", "momentum": 0.0, "learning_rate": 0.05,
+                        "epochs": 2, "batch_size": 8, "early_stopping_patience": 0,
+                        "fine_tune": {"epochs": 1, "layers": LAYERS, "learning_rate": 0.01}}}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cmd = [sys.executable, "-m", "imgclf", "train", "--params", str(tmp_path / "params.yaml"),
+           "--data", str(backbone_data["prep"]), "--pretrained", str(backbone_data["weights"]),
+           "--features", str(backbone_data["features"]), "--model", "m.keras", "--live", "live"]
+    outputs = []
+    for strategy in ("multi_worker", "mirrored"):
+        params["train"]["strategy"] = strategy
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        count = 2 if strategy == "multi_worker" else 1
+        procs = []
+        for i in range(count):
+            (tmp_path / f"{strategy}{i}").mkdir()
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+            procs.append(subprocess.Popen(
+                cmd, cwd=tmp_path / f"{strategy}{i}", stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, env={**os.environ, "TF_CONFIG": config}))
+        for proc in procs:
+            out, _ = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out
+            assert "on the cached features" in out, out
+            outputs.append(out)
+    workers = [_digest(out) for out in outputs[:2]]
+    assert workers[0] == workers[1]  # the two workers agreed
+    from imgclf.models.saving import load_model
+
+    together = load_model(tmp_path / "multi_worker0" / "m.keras")[0]
+    alone = load_model(tmp_path / "mirrored0" / "m.keras")[0]
+    for a, b in zip(together.get_weights(), alone.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)

@@ -35,7 +35,9 @@ def _blocker(model_params: ModelParams, train: TrainParams, folder: str | os.Pat
     reason = train_blocker(model_params, train)
     if reason is None:
         features = read_features(folder) if folder is not None else None
-        if features is None:
+        if folder is None:
+            reason = "no feature set given (imgclf train --features '')"
+        elif features is None:
             reason = f"no feature set in {folder} (run dvc repro features)"
         else:
             reason = mismatch(features, model_params, train, image_size)

@@ -146,10 +146,12 @@ def stale(project: Path) -> set[str]:
 
 @pytest.mark.parametrize(("path", "expected"), [
     ("src/imgclf/inference/batch.py", {"evaluate"}),  # the flip averaging behind every metric
-    ("src/imgclf/data/shards.py", {"split", "train", "evaluate", "export"}),
+    ("src/imgclf/data/shards.py", {"split", "features", "train", "evaluate",
+                                   "export"}),
     ("src/imgclf/tracking/wandb_run.py", set()),  # the W&B side channel: no output changes
     ("src/imgclf/cli.py", set()),  # the CLI's wiring and help
-    ("requirements.lock", {"split", "train", "evaluate", "export"}),  # libraries that compute
+    # libraries that compute
+    ("requirements.lock", {"split", "features", "train", "evaluate", "export"}),
     ("requirements-dev.lock", set()),  # a dev tool's pin
 ])
 def test_one_changed_byte_reruns_exactly_the_stages_that_run_it(

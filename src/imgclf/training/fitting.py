@@ -38,10 +38,10 @@ class EpochSeeds(keras.callbacks.Callback):
     ``(seed, epoch)``.
 
     Keras' backups hold the weights and the optimizer, not the random layers' generator
-    states, so a resumed run would draw other dropout masks than an uninterrupted one;
-    reseeded per epoch, both draw the same. Together with batches whose order is a
-    function of the epoch (``imgclf.training.cached_data``) a resumed run ends with the
-    uninterrupted run's weights.
+    states, so a resumed run would draw other dropout masks and augmentations than an
+    uninterrupted one; reseeded per epoch, both draw the same. Together with batches
+    whose order is a function of the epoch (``cached_data``, and ``make_dataset`` with
+    ``first_epoch``) a resumed run ends with the uninterrupted run's weights.
     """
 
     def __init__(self, seed: int) -> None:
@@ -109,7 +109,7 @@ class Fitter:
             print(f"train: resuming the {phase} phase from {self.backups / phase}")
         # shuffle=False: the dataset shuffles itself (seeded); Keras can't shuffle tf.data.
         # verbose: a progress bar on a terminal, one line per epoch in logs (dvc, CI).
-        # An endless feed's batches depend on the epoch alone; so, then, do its random
+        # An endless feed's batches depend on the epoch alone; so, then, do the random
         # layers' draws (EpochSeeds): a resumed run repeats the uninterrupted one.
         seeds = [EpochSeeds(train.seed)] if feed.endless else []
         model.fit(feed.train(resumed_epoch(self.backups / phase, first_epoch)),

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,8 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
         cached = cached_feeds(model, model_params, train, features, meta)
     # Only the chief writes curves and W&B; the others see the same (all-reduced) logs.
     live = open_live(str(live_dir)) if task.chief else None
-    whole = Feed(model, lambda _: inputs.train, inputs.val, len(inputs.train))
+    # Endless: each epoch's order is drawn from (seed, epoch), so resuming repeats it.
+    whole = Feed(model, inputs.train, inputs.val, inputs.steps, endless=True)
     fitter = Fitter(model, train, strategy, whole, inputs.class_weight,
                     [LiveCallback(live), *callbacks] if live is not None else [],
                     backup_dir(Path(model_path), model_params, train, Path(data), task,
@@ -119,8 +120,9 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
 class Inputs:
     """What the model trains on: the train and val splits streamed, and the class weights."""
 
-    train: tf.data.Dataset
+    train: Callable[[int], tf.data.Dataset]  # the train batches from this epoch on
     val: tf.data.Dataset
+    steps: int  # train batches per epoch
     class_weight: dict[int, float] | None  # Keras' class_weight; None: all equal
 
 
@@ -128,9 +130,12 @@ def build_data(train: TrainParams, data: Path, meta: ShardsMeta, task: Task) -> 
     """The splits as ``train`` reads them (shuffled, one-hot, mixed up ...), and the
     class weights of ``train.class_weight``."""
     one_hot = uses_one_hot(train)
-    train_ds = make_dataset(data, meta, "train", train.batch_size, shuffle=True,
+
+    def train_ds(first_epoch: int) -> tf.data.Dataset:
+        return make_dataset(data, meta, "train", train.batch_size, shuffle=True,
                             seed=train.seed, one_hot=one_hot, mixup=train.augment.mixup,
-                            workers=task.count)
+                            workers=task.count, first_epoch=first_epoch)
+
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
     weighting = None
     if train.class_weight != "none":
@@ -140,7 +145,7 @@ def build_data(train: TrainParams, data: Path, meta: ShardsMeta, task: Task) -> 
         weighting = class_weights(counts, train.class_weight)
         print(f"train: class weights ({train.class_weight}): " + ", ".join(
             f"{meta.class_names[k]} {w:.3g}" for k, w in (weighting or {}).items()))
-    return Inputs(train_ds, val_ds, weighting)
+    return Inputs(train_ds, val_ds, -(-meta.counts["train"] // train.batch_size), weighting)
 
 
 def build(model_params: ModelParams, train: TrainParams, meta: ShardsMeta,

@@ -27,7 +27,8 @@ from imgclf.params import merge
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-STAGES = ("source", "download", "pretrained", "split", "train", "evaluate", "export")
+STAGES = ("source", "download", "pretrained", "split", "features", "train", "evaluate",
+          "export")
 # `source` fingerprints data.source on every repro (always_changed, see dvc.yaml): DVC
 # runs it each time and lists it in `dvc status`, and the others rerun only on a change.
 ALWAYS = {"source": ["always changed"]}
@@ -159,8 +160,8 @@ def test_a_new_image_in_the_source_folder_reruns_download(project: Path, sh: Sh,
     Image.fromarray(pixels.astype(np.uint8)).save(images / "cat" / "new_photo.png")
     out = sh(project, "dvc", "repro")
     # evaluate and export both follow train, in either order.
-    assert ran(out)[:4] == ["source", "download", "split", "train"], out
-    assert sorted(ran(out)[4:]) == ["evaluate", "export"], out
+    assert ran(out)[:5] == ["source", "download", "split", "features", "train"], out
+    assert sorted(ran(out)[5:]) == ["evaluate", "export"], out
     assert "Stage 'pretrained' didn't change, skipping" in out
     assert ((project / "data/raw/cat/new_photo.png").read_bytes()
             == (images / "cat/new_photo.png").read_bytes())
@@ -182,10 +183,12 @@ def stale(sh: Sh, project: Path) -> set[str]:
 
 @pytest.mark.parametrize(("path", "expected"), [
     ("src/imgclf/inference/batch.py", {"evaluate"}),  # the flip averaging behind every metric
-    ("src/imgclf/data/shards.py", {"split", "train", "evaluate", "export"}),
+    ("src/imgclf/data/shards.py", {"split", "features", "train", "evaluate",
+                                   "export"}),
     ("src/imgclf/tracking/wandb_run.py", set()),  # the W&B side channel: no output changes
     ("src/imgclf/cli.py", set()),  # the CLI's wiring and help
-    ("requirements.lock", {"split", "train", "evaluate", "export"}),  # libraries that compute
+    # libraries that compute
+    ("requirements.lock", {"split", "features", "train", "evaluate", "export"}),
     ("requirements-dev.lock", set()),  # a dev tool's pin
 ])
 def test_one_changed_byte_reruns_exactly_the_stages_that_run_it(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from bench.context import Bench
 from bench.framework import Figure
 from bench.sections.backbones import section_backbones
+from bench.sections.cached import section_cached
 from bench.sections.export import section_export
 from bench.sections.memory import section_memory
 from bench.sections.pipeline import section_incremental, section_tta
@@ -24,6 +25,7 @@ SECTION_FUNCS: dict[str, Callable[[Bench], list[Figure]]] = {
     "serve": section_serve, "serve_limits": section_serve_limits,
     "backbones": section_backbones,
     "tfrecord": section_tfrecord, "scale": section_scale,
+    "cached": section_cached,
 }
 SECTIONS = tuple(SECTION_FUNCS)  # the names, in run order
 

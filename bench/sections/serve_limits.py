@@ -1,4 +1,4 @@
-"""Section 12: imgclf serve's limits (docs/serve.md, "Limits"): the memory of uploads that
+"""Section 13: imgclf serve's limits (docs/serve.md, "Limits"): the memory of uploads that
 decode into gigabytes, and back-pressure at 64 clients against the same server without
 limits."""
 
@@ -106,7 +106,7 @@ def memory_figures(bench: Bench, model: Path) -> list[Figure]:
             if statuses != [200] * count:
                 raise BenchError(f"the 16-bit PNG got {statuses}, not {count} x 200")
             figures.append(Figure(
-                "12 serve limits", f"{count} x 16-bit {side[0]}x{side[1]} PNG: peak RSS "
+                "13 serve limits", f"{count} x 16-bit {side[0]}x{side[1]} PNG: peak RSS "
                 "over idle", peak_rss_mb(proc.pid) - idle, None, "MB",
                 Target("<=", bound, on="value"),
                 f"{len(body) // 1024} KB upload, predicted (200); idle RSS {idle:.0f} MB"))
@@ -132,15 +132,15 @@ def load_figures(bench: Bench, model: Path) -> list[Figure]:
     note = (f"{total} one-photo requests; limited: {' '.join(LIMITED)}, else the defaults; "
             f"reference: {' '.join(UNLIMITED)}")
     return [
-        Figure("12 serve limits", f"{CLIENTS} clients: p99 latency", p99["limited"],
+        Figure("13 serve limits", f"{CLIENTS} clients: p99 latency", p99["limited"],
                p99["unlimited"], "ms", Target("<=", 0.75), note),
-        Figure("12 serve limits", f"{CLIENTS} clients: share answered 503",
+        Figure("13 serve limits", f"{CLIENTS} clients: share answered 503",
                busy["limited"], busy["unlimited"], "share", None,
                "503 with Retry-After; the reference answers all (its queue has no bound)"),
     ]
 
 
 def section_serve_limits(bench: Bench) -> list[Figure]:
-    """Section 12: the serve limits of issue 24 (memory per decode, back-pressure)."""
+    """Section 13: the serve limits of issue 24 (memory per decode, back-pressure)."""
     model, _ = serve_model(bench)
     return memory_figures(bench, model) + load_figures(bench, model)

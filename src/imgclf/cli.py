@@ -32,6 +32,7 @@ A DVC-versioned image-classification pipeline. The stages run in this order
   download    fetch the dataset named by data.source into data/raw
   pretrained  fetch the backbone's pinned ImageNet weights into data/pretrained
   split       decode, de-duplicate and split data/raw into data/prepared
+  features    run the frozen part of a pretrained backbone once into data/features
   train       train the model chosen in params.yaml into models/model.keras
   evaluate    score the model on the held-out splits into metrics/eval.json
   export      write the model as SavedModel, LiteRT and ONNX into models/export, each
@@ -96,11 +97,20 @@ def _train(args: argparse.Namespace) -> None:
     chief = distribute.is_chief(params.train.strategy)
     with Tracker.start(params, "train") if chief else Tracker.disabled("train") as tracker:
         trained = train.run(params.model, params.train, args.data, args.model, args.live,
-                            args.pretrained, callbacks=[tracker.callback()])
+                            args.pretrained, callbacks=[tracker.callback()],
+                            features=args.features or None)
         if trained is not None:
             tracker.log_artifact(args.model, "model", metadata=trained.model)
             tracker.log_artifact(Path(args.data) / "manifest.csv", "dataset",
                                  metadata=trained.counts)
+
+
+def _features(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    from imgclf.training import features
+
+    features.run(params.model, params.train.fine_tune.layers, params.train.augment.flip,
+                 args.data, args.pretrained, args.out)
 
 
 def _recipe(args: argparse.Namespace) -> None:
@@ -263,6 +273,16 @@ def _add_training_stages(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-dir", default="metrics/data_report",
                    help="where the data report's pictures go; '' for none")
 
+    p = _command(sub, "features", _features, "run the frozen backbone layers once",
+                 "Run every train image (and its mirror, with train.augment.flip) and val "
+                 "image once through the layers of the pretrained backbone that training "
+                 "never changes, into --out. See docs/pipeline.md and docs/training.md.")
+    _add_params(p)
+    _add_data(p)
+    p.add_argument("--pretrained", default="data/pretrained",
+                   help="the pretrained stage's output")
+    p.add_argument("--out", default="data/features", help="where the feature set goes")
+
     p = _command(sub, "train", _train, "train the model",
                  "Train model.* with train.* on the train split, validating on the val "
                  "split. See docs/pipeline.md and docs/training.md.")
@@ -272,6 +292,8 @@ def _add_training_stages(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", default="metrics/train", help="the DVCLive folder")
     p.add_argument("--pretrained", default="data/pretrained",
                    help="the pretrained stage's output")
+    p.add_argument("--features", default="data/features",
+                   help="the features stage's output; '' to run the whole model on the images")
 
 
 def _add_scoring_stages(sub: argparse._SubParsersAction) -> None:

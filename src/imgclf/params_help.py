@@ -172,7 +172,12 @@ DESCRIPTIONS: dict[str, str] = {
         "machines](training.md#training-on-several-machines)); `batch_size` is the global batch"
     ),
     "train.augment": "Random changes to the training images; read by train.",
-    "train.augment.flip": "random horizontal flips",
+    "train.augment.flip": (
+        "random horizontal flips; with a pretrained backbone the features stage caches each "
+        "train image and its mirror (the other augmentations make train run the whole model "
+        "every epoch, see [the cached path](training.md#the-cached-path-train-at-the-speed-of-"
+        "one-forward-pass))"
+    ),
     "train.augment.rotation": "max random rotation, as a fraction of a full turn; in [0, 1)",
     "train.augment.zoom": "max random zoom in or out, as a fraction; in [0, 1)",
     "train.augment.contrast": "max random contrast change, as a fraction; in [0, 1)",
@@ -194,7 +199,8 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "train.fine_tune.learning_rate": "the learning rate of the fine-tuning phase",
     "train.fine_tune.layers": (
-        "backbone layers unfrozen from the top (batch norm stays frozen); `0` = all"
+        "backbone layers unfrozen from the top (batch norm stays frozen); `0` = all. The "
+        "features stage caches the activations below them (read by features and train)"
     ),
     "evaluate": (
         "How the model is scored; read by evaluate (and by predict and serve for tta)."

@@ -15,13 +15,16 @@ import tensorflow as tf
 
 from imgclf.data.shards import ShardsMeta, parse_record
 
+EPOCH_SEEDS = 1_000_003  # epoch e's shuffles use seed * EPOCH_SEEDS + e (distinct per seed)
+LAST_EPOCH = 1 << 30  # an endless dataset's end: never reached, fit counts the steps
 SHUFFLE_BYTES = 128 * 1024 * 1024  # memory the shuffle buffer may use, whatever the dataset size
 READ_BUFFER = 1 << 20  # bytes each open shard file reads ahead
 
 
 def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, batch_size: int,
                  *, shuffle: bool = False, seed: int = 0, one_hot: bool = False,
-                 mixup: float = 0.0, workers: int = 1) -> tf.data.Dataset:
+                 mixup: float = 0.0, workers: int = 1,
+                 first_epoch: int | None = None) -> tf.data.Dataset:
     """Batches of ``(images (B, S, S, 3) float32 in 0..255, labels)`` from ``split``.
 
     Labels are ``(B,)`` int32, or ``(B, C)`` float32 one-hot when ``one_hot`` (for
@@ -33,6 +36,13 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     2018): for training only. It lives here, not in the model, because it changes the
     labels too. ``workers`` is the number of multi-worker training processes reading it
     (see ``_options``).
+
+    With ``shuffle`` and ``first_epoch`` the dataset is endless, epoch after epoch from
+    ``first_epoch``, each epoch's shard and record order drawn from ``(seed, epoch)``
+    alone: a run resumed at epoch ``e`` reads the batches an uninterrupted run would
+    have read there (the caller passes fit ``steps_per_epoch``). Not when reading by
+    file: tf.distribute finds the files to share out at the dataset's source, which the
+    per-epoch datasets would hide; nor for mixup's draws, which run on in one stream.
     """
     if mixup and not one_hot:
         raise ValueError("mixup needs one-hot labels")  # params validation prevents this
@@ -44,22 +54,33 @@ def make_dataset(folder: str | os.PathLike[str], meta: ShardsMeta, split: str, b
     # only its own files (auto-sharding by file), so reading scales with the workers.
     by_file = shuffle and 1 < workers <= len(files)
     steps = -(-count // batch_size)
-    ds = _records(files, shuffle, seed, repeat=by_file)
-    if shuffle:  # of the encoded records, far smaller than their pixels
-        record_bytes = max(1, meta.sizes.get(split, 0) // max(count, 1))
-        buffer = max(64, min(count, SHUFFLE_BYTES // record_bytes))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda r: parse_record(r, meta), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    ds = ds.batch(batch_size)
-    # The record count is known from meta.json; telling tf.data lets Keras size its
-    # progress bar and not warn that the input "ran out of data" at each epoch's end.
-    ds = ds.take(steps) if by_file else ds.apply(tf.data.experimental.assert_cardinality(steps))
+    record_bytes = max(1, meta.sizes.get(split, 0) // max(count, 1))
+    # Shuffled: the encoded records, far smaller than their pixels.
+    buffer = max(64, min(count, SHUFFLE_BYTES // record_bytes)) if shuffle else 0
+
+    def batches(epoch_seed: int | tf.Tensor, repeat: bool) -> tf.data.Dataset:
+        ds = _records(files, shuffle, epoch_seed, repeat=repeat)
+        if shuffle:
+            ds = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda r: parse_record(r, meta), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+        return ds.batch(batch_size)
+
+    if shuffle and first_epoch is not None and not by_file:
+        ds = tf.data.Dataset.range(first_epoch, LAST_EPOCH).flat_map(
+            lambda e: batches(seed * EPOCH_SEEDS + e, repeat=False))
+    else:
+        ds = batches(seed, repeat=by_file)
+        # The record count is known from meta.json; telling tf.data lets Keras size its
+        # progress bar and not warn that the input "ran out of data" at each epoch's end.
+        ds = (ds.take(steps) if by_file
+              else ds.apply(tf.data.experimental.assert_cardinality(steps)))
     ds = _labelled(ds, len(meta.class_names), one_hot, mixup, seed)
     return ds.with_options(_options(by_file)).prefetch(tf.data.AUTOTUNE)
 
 
-def _records(files: list[str], shuffle: bool, seed: int, repeat: bool) -> tf.data.Dataset:
+def _records(files: list[str], shuffle: bool, seed: int | tf.Tensor,
+             repeat: bool) -> tf.data.Dataset:
     """The serialized records of ``files``: interleaved and shard order reshuffled when
     ``shuffle``, read round and round when ``repeat`` (multi-worker, by file)."""
     ds = tf.data.Dataset.from_tensor_slices(files)

@@ -17,9 +17,8 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,11 @@ from imgclf.models.saving import ModelInfo, save_model
 from imgclf.models.weights import weights_path
 from imgclf.params import ModelParams, TrainParams
 from imgclf.training.balance import class_weights
+from imgclf.training.cached import cached_feeds
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
+from imgclf.training.fitting import Feed, Fitter
 from imgclf.training.live import LiveCallback, open_live
-from imgclf.training.optim import make_accuracy, make_loss, make_optimizer, uses_one_hot
+from imgclf.training.optim import uses_one_hot
 
 
 def configure_runtime(train: TrainParams) -> None:
@@ -52,17 +53,19 @@ def configure_runtime(train: TrainParams) -> None:
 
 
 def backup_dir(model_path: Path, model_params: ModelParams, train: TrainParams,
-               data: Path, task: Task | None = None) -> Path:
+               data: Path, task: Task | None = None, path: str = "full") -> Path:
     """Where an interrupted run keeps its per-epoch backups, keyed by what it trains.
 
     Beside the model but not a DVC output, so DVC leaves it alone when it reruns the
     stage; the key (params + the split's meta.json) means a backup is only ever
-    resumed by the same training. The workers of a multi-worker run other than the
+    resumed by the same training (``path``: "full" or "cached", which fit different
+    models). The workers of a multi-worker run other than the
     chief each get their own folder: on a shared filesystem they would otherwise
     write the same files.
     """
     key = json.dumps([model_params.model_dump(), train.model_dump(),
-                      (data / "meta.json").read_text(encoding="utf-8")], sort_keys=True)
+                      (data / "meta.json").read_text(encoding="utf-8")]
+                     + ([] if path == "full" else [path]), sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     name = digest if task is None or task.chief else f"{digest}-worker{task.index}"
     return model_path.parent / ".train-backup" / name
@@ -79,10 +82,13 @@ class Trained:
 def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[str],
         model_path: str | os.PathLike[str], live_dir: str | os.PathLike[str],
         pretrained: str | os.PathLike[str] = "data/pretrained",
-        callbacks: Sequence[keras.callbacks.Callback] = ()) -> Trained | None:
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        features: str | os.PathLike[str] | None = None) -> Trained | None:
     """Train and save the model; the chief returns what it saved, other workers None.
 
     ``callbacks`` (e.g. a tracker's) run in the chief only, beside DVCLive's.
+    ``features``: the features stage's output; where it serves (see
+    ``imgclf.training.cached``) the phases train on it instead of the images.
     """
     meta = read_meta(data)
     # First of all TensorFlow: MultiWorkerMirroredStrategy must be created before any
@@ -93,13 +99,18 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     inputs = build_data(train, Path(data), meta, task)
     weights = weights_path(model_params, pretrained)
     model = build(model_params, train, meta, strategy, task, weights)
+    with strategy.scope():
+        cached = cached_feeds(model, model_params, train, features, meta)
     # Only the chief writes curves and W&B; the others see the same (all-reduced) logs.
     live = open_live(str(live_dir)) if task.chief else None
-    fitter = Fitter(model, train, strategy, inputs,
+    # Endless: each epoch's order is drawn from (seed, epoch), so resuming repeats it.
+    whole = Feed(model, inputs.train, inputs.val, inputs.steps, endless=True)
+    fitter = Fitter(model, train, strategy, whole, inputs.class_weight,
                     [LiveCallback(live), *callbacks] if live is not None else [],
-                    backup_dir(Path(model_path), model_params, train, Path(data), task))
-    head_phase(fitter)
-    fine_tune_phase(fitter, weights)
+                    backup_dir(Path(model_path), model_params, train, Path(data), task,
+                               "cached" if cached else "full"))
+    head_phase(fitter, cached.head if cached else None)
+    fine_tune_phase(fitter, weights, cached.top if cached else None)
     if live is not None:
         live.end()
     return save(fitter, model_params, meta, Path(model_path), task)
@@ -109,8 +120,9 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
 class Inputs:
     """What the model trains on: the train and val splits streamed, and the class weights."""
 
-    train: tf.data.Dataset
+    train: Callable[[int], tf.data.Dataset]  # the train batches from this epoch on
     val: tf.data.Dataset
+    steps: int  # train batches per epoch
     class_weight: dict[int, float] | None  # Keras' class_weight; None: all equal
 
 
@@ -118,9 +130,12 @@ def build_data(train: TrainParams, data: Path, meta: ShardsMeta, task: Task) -> 
     """The splits as ``train`` reads them (shuffled, one-hot, mixed up ...), and the
     class weights of ``train.class_weight``."""
     one_hot = uses_one_hot(train)
-    train_ds = make_dataset(data, meta, "train", train.batch_size, shuffle=True,
+
+    def train_ds(first_epoch: int) -> tf.data.Dataset:
+        return make_dataset(data, meta, "train", train.batch_size, shuffle=True,
                             seed=train.seed, one_hot=one_hot, mixup=train.augment.mixup,
-                            workers=task.count)
+                            workers=task.count, first_epoch=first_epoch)
+
     val_ds = make_dataset(data, meta, "val", train.batch_size, one_hot=one_hot)
     weighting = None
     if train.class_weight != "none":
@@ -130,7 +145,7 @@ def build_data(train: TrainParams, data: Path, meta: ShardsMeta, task: Task) -> 
         weighting = class_weights(counts, train.class_weight)
         print(f"train: class weights ({train.class_weight}): " + ", ".join(
             f"{meta.class_names[k]} {w:.3g}" for k, w in (weighting or {}).items()))
-    return Inputs(train_ds, val_ds, weighting)
+    return Inputs(train_ds, val_ds, -(-meta.counts["train"] // train.batch_size), weighting)
 
 
 def build(model_params: ModelParams, train: TrainParams, meta: ShardsMeta,
@@ -150,54 +165,9 @@ def build(model_params: ModelParams, train: TrainParams, meta: ShardsMeta,
     return model
 
 
-@dataclass(frozen=True)
-class Fitter:
-    """Keras' fit of one phase, resumable.
-
-    A killed run resumes from its last completed epoch: BackupAndRestore saves one each
-    epoch in ``backups / phase`` and restores it on the next start; the head phase, once
-    done, is kept as weights (``head_weights``) so a kill during fine-tuning does not
-    redo it.
-    """
-
-    model: keras.Model
-    train: TrainParams
-    strategy: tf.distribute.Strategy
-    inputs: Inputs
-    callbacks: list[keras.callbacks.Callback]  # the chief's: DVCLive's and the tracker's
-    backups: Path  # backup_dir's
-
-    @property
-    def head_weights(self) -> Path:
-        return self.backups / "head.weights.h5"
-
-    def fit(self, learning_rate: float, first_epoch: int, epochs: int, phase: str,
-            warmup_epochs: int = 0) -> None:
-        """Compile with a fresh optimizer and train ``epochs`` epochs from ``first_epoch``."""
-        train, model, train_ds = self.train, self.model, self.inputs.train
-        steps = epochs * len(train_ds)  # global batches: every worker takes each step
-        warmup = warmup_epochs * len(train_ds)
-        with self.strategy.scope():
-            model.compile(optimizer=make_optimizer(train, learning_rate, steps, warmup),
-                          loss=make_loss(train), metrics=[make_accuracy(train)],
-                          jit_compile=train.jit_compile)
-        stop = ([keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train.early_stopping_patience,
-            restore_best_weights=True)] if train.early_stopping_patience else [])
-        # shuffle=False: the dataset shuffles itself (seeded); Keras can't shuffle tf.data.
-        # verbose: a progress bar on a terminal, one line per epoch in logs (dvc, CI).
-        backup = keras.callbacks.BackupAndRestore(str(self.backups / phase))
-        if (self.backups / phase).exists():
-            print(f"train: resuming the {phase} phase from {self.backups / phase}")
-        model.fit(train_ds, validation_data=self.inputs.val, initial_epoch=first_epoch,
-                  epochs=first_epoch + epochs, callbacks=[backup, *self.callbacks, *stop],
-                  class_weight=self.inputs.class_weight, shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)
-
-
-def head_phase(fitter: Fitter) -> None:
-    """Train the new head (on the frozen backbone, if any), or load it if an earlier,
-    interrupted run finished this phase."""
+def head_phase(fitter: Fitter, feed: Feed | None = None) -> None:
+    """Train the new head (on the frozen backbone, if any; on pooled features, with
+    ``feed``), or load it if an earlier, interrupted run finished this phase."""
     head_done, train = fitter.head_weights, fitter.train
     if head_done.exists():
         print(f"train: the head phase finished before; its weights come from {head_done}")
@@ -205,11 +175,12 @@ def head_phase(fitter: Fitter) -> None:
             fitter.model.load_weights(head_done)
     else:
         # Only the first phase warms up: fine-tuning starts from trained weights.
-        fitter.fit(train.learning_rate, 0, train.epochs, "head", train.warmup_epochs)
+        fitter.fit(train.learning_rate, 0, train.epochs, "head", train.warmup_epochs, feed)
 
 
-def fine_tune_phase(fitter: Fitter, weights: Path | None) -> None:
-    """Keep the head's weights, then train the top of the pretrained backbone too."""
+def fine_tune_phase(fitter: Fitter, weights: Path | None, feed: Feed | None = None) -> None:
+    """Keep the head's weights, then train the top of the pretrained backbone too (on
+    the activations at the cut, with ``feed``)."""
     fine_tune = fitter.train.fine_tune
     # Fine-tuning needs a pretrained backbone; for the other archs the phase is skipped,
     # so `-S model.arch=small` works without also editing train.fine_tune.
@@ -222,7 +193,8 @@ def fine_tune_phase(fitter: Fitter, weights: Path | None) -> None:
     n = unfreeze_top(fitter.model, fine_tune.layers)
     print(f"train: fine-tuning {n} backbone layers for {fine_tune.epochs} epochs "
           f"at learning rate {fine_tune.learning_rate:g}")
-    fitter.fit(fine_tune.learning_rate, fitter.train.epochs, fine_tune.epochs, "fine_tune")
+    fitter.fit(fine_tune.learning_rate, fitter.train.epochs, fine_tune.epochs, "fine_tune",
+               feed=feed)
 
 
 def save(fitter: Fitter, model_params: ModelParams, meta: ShardsMeta, model_path: Path,

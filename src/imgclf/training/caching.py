@@ -1,0 +1,100 @@
+"""When the frozen backbone's work can be cached, and the feature set's file format.
+
+The features stage writes, into ``data/features``, for each split ``S`` (train, val):
+
+- ``S-cut.npy``: ``(N, V, h, w, c)`` float16, the activations at the cut of each view;
+- ``S-pooled.npy``: ``(N, V, d)`` float16, the pooled backbone output of each view;
+- ``S-labels.npy``: ``(N,)`` int32, the class indices;
+- ``features.json``: the cut's layer name, the views, and what they were computed for.
+
+Views: train has 2 with ``train.augment.flip`` (the image, then its mirror), else 1;
+val always 1. Records come in the prepared shards' order. For a model the cache cannot
+serve the stage writes only ``NONE.txt``, saying why (docs/pipeline.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgclf.params import BACKBONES, ModelParams, TrainParams
+
+META = "features.json"
+MARKER = "NONE.txt"
+SPLITS = ("train", "val")
+KINDS = ("cut", "pooled", "labels")
+DTYPE = "float16"  # half the disk of float32; the equivalence test bounds its error
+
+
+def stage_blocker(model: ModelParams, layers: int) -> str | None:
+    """Why the features stage computes nothing for ``model`` and ``fine_tune.layers``."""
+    if model.arch not in BACKBONES:
+        return f"model.arch: {model.arch} has no pretrained backbone"
+    if not model.pretrained:
+        return "model.pretrained: false (a backbone trained from scratch changes every step)"
+    if layers == 0:
+        return "train.fine_tune.layers: 0 (every layer trains, none stays fixed)"
+    return None
+
+
+def train_blocker(model: ModelParams, train: TrainParams) -> str | None:
+    """Why train cannot use cached features for ``model`` and ``train``, or None.
+
+    A random augmentation other than the flip (whose two views are cached) changes
+    the pixels, and so every activation, differently in each epoch; so does mixup in
+    pixel space.
+    """
+    blocked = stage_blocker(model, train.fine_tune.layers)
+    if blocked:
+        return blocked
+    augment = train.augment
+    for name in ("rotation", "zoom", "contrast", "crop", "mixup"):
+        value = getattr(augment, name)
+        if value:
+            return f"train.augment.{name}: {value:g} (random pixels each epoch, not cacheable)"
+    return None
+
+
+def features_meta(model: ModelParams, layers: int, flip: bool, image_size: int,
+                  cut: str, counts: dict[str, int]) -> dict[str, Any]:
+    """What ``features.json`` holds; train compares it with what it is asked to train."""
+    return {"arch": model.arch, "alpha": model.alpha, "image_size": image_size,
+            "fine_tune_layers": layers, "flip": flip, "cut": cut, "dtype": DTYPE,
+            "views": {"train": 2 if flip else 1, "val": 1}, "counts": counts}
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A features stage output, its arrays opened lazily (memory-mapped, never loaded)."""
+
+    folder: Path
+    meta: dict[str, Any]
+
+    def array(self, split: str, kind: str) -> np.ndarray:
+        """The ``kind`` array of ``split``, memory-mapped read-only."""
+        return np.load(self.folder / f"{split}-{kind}.npy", mmap_mode="r")
+
+
+def read_features(folder: str | Path) -> FeatureSet | None:
+    """The feature set in ``folder``, or None where the stage wrote only its marker."""
+    folder = Path(folder)
+    meta = folder / META
+    if not meta.is_file():
+        return None
+    return FeatureSet(folder, json.loads(meta.read_text(encoding="utf-8")))
+
+
+def mismatch(features: FeatureSet, model: ModelParams, train: TrainParams,
+             image_size: int) -> str | None:
+    """Why ``features`` were not computed for this training (stale), or None."""
+    want = {"arch": model.arch, "alpha": model.alpha, "image_size": image_size,
+            "fine_tune_layers": train.fine_tune.layers, "flip": train.augment.flip}
+    for key, value in want.items():
+        if features.meta.get(key) != value:
+            return (f"{features.folder}/{META} was computed for {key} "
+                    f"{features.meta.get(key)!r}, not {value!r}; run dvc repro features")
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,24 @@ class Feed:
     val: tf.data.Dataset
     steps: int
     endless: bool = False
+
+
+class AtomicBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, whose files are written under a temporary name and renamed
+    into place: Keras writes ``latest.weights.h5`` in place, so a kill during that write
+    left a truncated file the next run could not open (seen: "truncated file: eof = 96").
+    The weights are renamed in before the epoch count, so a kill between the two renames
+    at worst redoes one epoch from the weights after it: never a file half written."""
+
+    def _save_model(self) -> None:
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights = self._weights_path.replace(".weights.h5", ".partial.weights.h5")
+        self.model.save_weights(filepath=weights, overwrite=True)
+        meta = f"{self._training_metadata_path}.partial"
+        with open(meta, "w", encoding="utf-8") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        os.replace(weights, self._weights_path)
+        os.replace(meta, self._training_metadata_path)
 
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -104,7 +123,7 @@ class Fitter:
         stop = ([keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train.early_stopping_patience,
             restore_best_weights=True)] if train.early_stopping_patience else [])
-        backup = keras.callbacks.BackupAndRestore(str(self.backups / phase))
+        backup = AtomicBackup(str(self.backups / phase))
         if (self.backups / phase).exists():
             print(f"train: resuming the {phase} phase from {self.backups / phase}")
         # shuffle=False: the dataset shuffles itself (seeded); Keras can't shuffle tf.data.

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,16 +125,12 @@ def test_a_random_rotation_falls_back_to_the_whole_model_saying_why(
     assert (tmp_path / "m.keras").is_file()
 
 
-def _digest(output: str) -> str:
-    found = re.findall(r"final weights sha256 ([0-9a-f]{64})", output)
-    assert len(found) == 1, output
-    return found[0]
-
-
 @pytest.mark.slow
 @pytest.mark.realweights
 def test_a_killed_cached_run_resumes_to_the_uninterrupted_runs_weights(
-        backbone_data: dict[str, Path], tmp_path: Path) -> None:
+        backbone_data: dict[str, Path], tmp_path: Path,
+        kill_and_resume: Callable[..., tuple[str, str]],
+        weights_digest: Callable[[str], str]) -> None:
     params = {"model": {"arch": "mobilenet_v2", "alpha": 0.35}, "wandb": {"enabled": False},
               "train": {"epochs": 40, "batch_size": 8, "early_stopping_patience": 0,
                         "fine_tune": {"epochs": 2, "layers": LAYERS}}}
@@ -149,27 +142,10 @@ def test_a_killed_cached_run_resumes_to_the_uninterrupted_runs_weights(
     def args(name: str) -> list[str]:
         return [*cmd, "--model", f"{name}/model.keras", "--live", f"{name}/live"]
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    straight = subprocess.run(args("straight"), cwd=tmp_path, capture_output=True, text=True,
-                              env=env)
-    assert straight.returncode == 0, straight.stdout + straight.stderr
-    first = subprocess.Popen(args("resumed"), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    curve = tmp_path / "resumed/live/plots/metrics/train/loss.tsv"
-    deadline = time.monotonic() + 300
-    while not (curve.exists() and len(curve.read_text().splitlines()) > 3):
-        assert time.monotonic() < deadline and first.poll() is None, "training never got going"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert not (tmp_path / "resumed/model.keras").exists()
-    second = subprocess.run(args("resumed"), cwd=tmp_path, capture_output=True, text=True,
-                            env=env)
-    out = second.stdout + second.stderr
-    assert second.returncode == 0, out
+    straight, out = kill_and_resume(args, tmp_path, start_s=300)
     assert "resuming the head phase" in out and "Epoch 1/40" not in out
     # Same order from the resumed epoch on, same views: the same weights, bit for bit.
-    assert _digest(out) == _digest(straight.stdout + straight.stderr)
+    assert weights_digest(out) == weights_digest(straight)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -186,7 +162,8 @@ def _free_ports(n: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.realweights
 def test_two_workers_on_the_cache_train_the_one_process_model(
-        backbone_data: dict[str, Path], tmp_path: Path) -> None:
+        backbone_data: dict[str, Path], tmp_path: Path,
+        weights_digest: Callable[[str], str]) -> None:
     # No dropout and plain SGD: split over two workers, the steps are those of one
     # process on whole batches, up to rounding.
     params = {"model": {"arch": "mobilenet_v2", "alpha": 0.35, "dropout": 0.0},
@@ -215,7 +192,7 @@ def test_two_workers_on_the_cache_train_the_one_process_model(
             assert proc.returncode == 0, out
             assert "on the cached features" in out, out
             outputs.append(out)
-    workers = [_digest(out) for out in outputs[:2]]
+    workers = [weights_digest(out) for out in outputs[:2]]
     assert workers[0] == workers[1]  # the two workers agreed
     from imgclf.models.saving import load_model
 

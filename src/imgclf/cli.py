@@ -276,7 +276,8 @@ def _add_training_stages(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "features", _features, "run the frozen backbone layers once",
                  "Run every train image (and its mirror, with train.augment.flip) and val "
                  "image once through the layers of the pretrained backbone that training "
-                 "never changes, into --out. See docs/pipeline.md and docs/training.md.")
+                 "never changes, into --out, and the mirror-averaged embedding of every "
+                 "train, val and test image. See docs/pipeline.md and docs/training.md.")
     _add_params(p)
     _add_data(p)
     p.add_argument("--pretrained", default="data/pretrained",

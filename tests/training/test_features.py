@@ -108,6 +108,44 @@ def test_saved_model_on_images_agrees_with_the_top_on_cached_activations(
 
 @pytest.mark.slow
 @pytest.mark.realweights
+def test_embeddings_of_every_split_are_the_mirror_mean_whatever_the_cut_and_flip(
+        backbone_data: dict[str, Path], tmp_path: Path) -> None:
+    from imgclf.data.shards import read_split
+    from imgclf.models.architectures import build_model
+    from imgclf.models.cut import split_model
+    from imgclf.models.weights import weights_path
+    from imgclf.training import features
+    from imgclf.training.caching import read_features
+
+    model_params = ModelParams(arch="mobilenet_v2", alpha=0.35)
+    # Another cut (block_14_add, not block_13_project_BN) and no flip.
+    features.run(model_params, 20, False, backbone_data["prep"], backbone_data["weights"],
+                 tmp_path / "other")
+    cut30, cut20 = read_features(backbone_data["features"]), read_features(tmp_path / "other")
+    assert cut30 is not None and cut20 is not None and cut30.meta["cut"] != cut20.meta["cut"]
+    model = build_model(model_params, 64, 3, [], weights_path(model_params,
+                                                              backbone_data["weights"]))
+    bottom = split_model(model, LAYERS).bottom
+    for split in ("train", "val", "test"):
+        for kind in ("embed", "labels"):  # the same bytes: a consumer need not rerun
+            assert ((backbone_data["features"] / f"{split}-{kind}.npy").read_bytes()
+                    == (tmp_path / "other" / f"{split}-{kind}.npy").read_bytes()), split
+        images, labels = read_split(backbone_data["prep"], split)
+        embed = np.asarray(cut30.array(split, "embed"))
+        assert embed.dtype == np.float16 and embed.shape == (len(images), 1280)
+        np.testing.assert_array_equal(cut30.array(split, "labels"), labels)
+        pooled = [bottom.predict(x.astype("float32"), verbose=0)[1]
+                  for x in (images, images[:, :, ::-1])]
+        # float16 rounding of a value of magnitude m is within m * 2**-11.
+        np.testing.assert_allclose(embed, (pooled[0] + pooled[1]) / 2, rtol=1e-3, atol=1e-3)
+    # The train mirror view kept for flip is the one the embedding averaged.
+    np.testing.assert_array_equal(cut30.array("train", "pooled")[:, 0],
+                                  cut20.array("train", "pooled")[:, 0])
+    assert not (backbone_data["features"] / "test-cut.npy").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.realweights
 def test_a_random_rotation_falls_back_to_the_whole_model_saying_why(
         backbone_data: dict[str, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,15 +1,25 @@
 """When the frozen backbone's work can be cached, and the feature set's file format.
 
-The features stage writes, into ``data/features``, for each split ``S`` (train, val):
+The features stage writes, into ``data/features``, in the prepared shards' record order
+(``imgclf.data.records.make_dataset``'s order, unshuffled):
 
-- ``S-cut.npy``: ``(N, V, h, w, c)`` float16, the activations at the cut of each view;
-- ``S-pooled.npy``: ``(N, V, d)`` float16, the pooled backbone output of each view;
-- ``S-labels.npy``: ``(N,)`` int32, the class indices;
+- ``S-cut.npy`` for S in train, val: ``(N, V, h, w, c)`` float16, the activations at
+  the cut of each view (train's fine-tuning phase reads them);
+- ``S-pooled.npy`` for S in train, val: ``(N, V, d)`` float16, the pooled backbone output
+  of each view (train's head phase);
+- ``S-embed.npy`` for S in train, val, test: ``(N, d)`` float16, the pooled backbone
+  output averaged over the image and its mirror, computed in float32 and rounded once.
+  It is mirror-invariant and, bit for bit, the same whatever ``train.fine_tune.layers``
+  (the cut) and ``train.augment.flip``: a stage that depends on these files alone does
+  not rerun when only those change (docs/pipeline.md). Read it with
+  ``read_features(folder).array(S, "embed")``;
+- ``S-labels.npy`` for S in train, val, test: ``(N,)`` int32, the class indices;
 - ``features.json``: the cut's layer name, the views, and what they were computed for.
 
-Views: train has 2 with ``train.augment.flip`` (the image, then its mirror), else 1;
-val always 1. Records come in the prepared shards' order. For a model the cache cannot
-serve the stage writes only ``NONE.txt``, saying why (docs/pipeline.md).
+Views (V): train has 2 with ``train.augment.flip`` (the image, then its mirror), else 1;
+val always 1; test has no cut or pooled file. ``d`` is the backbone's pooled width (1280
+for MobileNetV2). For a model the cache cannot serve the stage writes only ``NONE.txt``,
+saying why (docs/pipeline.md), and ``read_features`` returns None.
 """
 
 from __future__ import annotations
@@ -25,8 +35,9 @@ from imgclf.params import BACKBONES, ModelParams, TrainParams
 
 META = "features.json"
 MARKER = "NONE.txt"
-SPLITS = ("train", "val")
-KINDS = ("cut", "pooled", "labels")
+SPLITS = ("train", "val")  # the splits train reads: with cut and pooled files
+EMBED_SPLITS = ("train", "val", "test")  # the splits with embed and labels files
+KINDS = ("cut", "pooled", "embed", "labels")
 DTYPE = "float16"  # half the disk of float32; the equivalence test bounds its error
 
 
@@ -59,12 +70,20 @@ def train_blocker(model: ModelParams, train: TrainParams) -> str | None:
     return None
 
 
+def cut_views(split: str, flip: bool) -> int:
+    """The views of ``split`` whose cut and pooled outputs are kept (0: embed only)."""
+    if split == "train":
+        return 2 if flip else 1
+    return 1 if split in SPLITS else 0
+
+
 def features_meta(model: ModelParams, layers: int, flip: bool, image_size: int,
                   cut: str, counts: dict[str, int]) -> dict[str, Any]:
     """What ``features.json`` holds; train compares it with what it is asked to train."""
     return {"arch": model.arch, "alpha": model.alpha, "image_size": image_size,
             "fine_tune_layers": layers, "flip": flip, "cut": cut, "dtype": DTYPE,
-            "views": {"train": 2 if flip else 1, "val": 1}, "counts": counts}
+            "views": {s: cut_views(s, flip) for s in SPLITS}, "counts": counts,
+            "embed": {"splits": list(EMBED_SPLITS), "views": "image and mirror, mean"}}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from bench.framework import Figure
 from bench.sections.backbones import section_backbones
 from bench.sections.cached import section_cached
 from bench.sections.export import section_export
+from bench.sections.features_memory import section_features_memory
 from bench.sections.memory import section_memory
 from bench.sections.pipeline import section_incremental, section_tta
 from bench.sections.scale import section_scale
@@ -25,7 +26,7 @@ SECTION_FUNCS: dict[str, Callable[[Bench], list[Figure]]] = {
     "serve": section_serve, "serve_limits": section_serve_limits,
     "backbones": section_backbones,
     "tfrecord": section_tfrecord, "scale": section_scale,
-    "cached": section_cached,
+    "cached": section_cached, "features_memory": section_features_memory,
 }
 SECTIONS = tuple(SECTION_FUNCS)  # the names, in run order
 

@@ -108,9 +108,14 @@ def _train(args: argparse.Namespace) -> None:
 def _features(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     from imgclf.training import features
+    from imgclf.training.distribute import is_chief
 
+    # A multi-worker chief writes data/features unless told otherwise; another worker
+    # writes a copy only where --out says (its own node's project), else just computes.
+    out = args.out if args.out is not None else (
+        "data/features" if is_chief(params.train.strategy) else None)
     features.run(params.model, params.train.fine_tune.layers, params.train.augment.flip,
-                 args.data, args.pretrained, args.out)
+                 args.data, args.pretrained, out or None, strategy=params.train.strategy)
 
 
 def _recipe(args: argparse.Namespace) -> None:
@@ -282,7 +287,9 @@ def _add_training_stages(sub: argparse._SubParsersAction) -> None:
     _add_data(p)
     p.add_argument("--pretrained", default="data/pretrained",
                    help="the pretrained stage's output")
-    p.add_argument("--out", default="data/features", help="where the feature set goes")
+    p.add_argument("--out", default=None,
+                   help="where the feature set goes (default data/features; under "
+                        "multi_worker a worker other than the chief writes only if given)")
 
     p = _command(sub, "train", _train, "train the model",
                  "Train model.* with train.* on the train split, validating on the val "

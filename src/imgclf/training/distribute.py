@@ -123,6 +123,44 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}")  # params.py only lets the three through
 
 
+@dataclass(frozen=True)
+class Team:
+    """The processes that compute one result together (the features stage's workers),
+    and how each one's part reaches all of them.
+
+    ``strategy`` is None for a process alone; under ``multi_worker`` it is the
+    ``MultiWorkerMirroredStrategy`` training uses, whose collectives carry the parts.
+    """
+
+    task: Task
+    strategy: tf.distribute.Strategy | None = None
+
+    @staticmethod
+    def join(strategy: str) -> Team:
+        """This process's team under ``train.strategy``; call it before any other
+        TensorFlow op (see ``make_strategy``). Only ``multi_worker`` has company."""
+        if strategy != "multi_worker":
+            return Team(ALONE)
+        return Team(read_tf_config(), make_strategy(strategy))
+
+    def gather(self, arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Every worker's ``arrays``, in worker order (``Task.index``); each worker must
+        call it as often as the others, with the same keys, shapes and dtypes."""
+        if self.strategy is None or self.task.count == 1:
+            return [arrays]
+        strategy = self.strategy
+        # A worker with several local devices has several replicas, each handed the
+        # same arrays: keep the first local replica's copy of each worker's.
+        local = strategy.num_replicas_in_sync // self.task.count
+        parts: dict[str, list[np.ndarray]] = {}
+        for key in sorted(arrays):  # the same order of collectives on every worker
+            value = tf.constant(arrays[key])
+            spread = strategy.experimental_distribute_values_from_function(lambda _, v=value: v)
+            gathered = strategy.gather(spread, axis=0).numpy()
+            parts[key] = np.split(gathered, strategy.num_replicas_in_sync)[::local]
+        return [{key: parts[key][w] for key in parts} for w in range(self.task.count)]
+
+
 def weights_digest(model: keras.Model) -> str:
     """sha256 of every weight's dtype, shape and bytes, in the model's order.
 

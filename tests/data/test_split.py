@@ -720,3 +720,7 @@ def test_animals_groups_and_split_are_those_of_the_photos(tmp_path: Path,
     # stage gives the same digest of "path,split" lines), pinned here.
     listing = "\n".join(f"{r['path']},{r['split']}" for r in rows).encode()
     assert hashlib.sha256(listing).hexdigest() == ANIMALS_SPLIT_SHA256
+    # The shards keep the photos' own bytes (256 px JPEGs, within 2x of 224): about 1.03x.
+    assert read_meta(out).stored == {"source jpeg": 3000}
+    shards = sum(f.stat().st_size for f in out.glob("*.tfrecord"))
+    assert shards <= 1.5 * sum(f.stat().st_size for f in real_photos.rglob("*.jpg"))

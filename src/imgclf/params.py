@@ -50,7 +50,7 @@ Tta = Literal["none", "flip"]
 SplitName = Literal["train", "val", "test"]
 ExportFormat = Literal["savedmodel", "tflite_float16", "tflite_int8", "onnx"]
 CrossClass = Literal["keep", "drop", "error"]
-Encoding = Literal["jpeg", "png", "raw"]
+Encoding = Literal["source", "jpeg", "png", "raw"]
 Activation = Literal["relu", "gelu", "swish", "elu", "tanh", "sigmoid", "linear"]
 # MobileNetV2 widths Keras can build, and those whose ImageNet weights are pinned.
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -153,7 +153,7 @@ class SplitParams(Section):
     seed: int = 42
     near_duplicates: float = Field(0.11, ge=0, lt=1)
     cross_class_duplicates: CrossClass = "keep"
-    encoding: Encoding = "jpeg"
+    encoding: Encoding = "source"
     quality: int = Field(90, ge=1, le=100)
     shard_mb: float = Field(128.0, gt=0)
 

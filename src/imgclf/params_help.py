@@ -51,14 +51,20 @@ DESCRIPTIONS: dict[str, str] = {
         "split, with a warning), `drop` (leave them all out) or `error` (stop, naming them)"
     ),
     "split.encoding": (
-        "how the resized images are stored in the TFRecord shards: `jpeg` (small, lossy at "
-        "`split.quality`), `png` (lossless, several times jpeg's bytes) or `raw` (uint8 "
-        "pixels, the largest). See [Prepared data](pipeline.md#prepared-data-tfrecord-shards) "
-        "and, for the sizes measured, [Performance](performance.md)"
+        "what the TFRecord shards hold of each image: `source` (the file's own JPEG or PNG "
+        "bytes with their metadata stripped, where the file is at most twice "
+        "`data.image_size` a side, else the lossless PNG of its resized pixels: training "
+        "then sees exactly the pixels `predict` sees, through one lossy step at most), or "
+        "the resized pixels as `jpeg` (lossy a second time, at `split.quality`), `png` "
+        "(lossless) or `raw` (uint8 pixels, the largest). Every record is decoded as "
+        "`load_image` decodes files. See "
+        "[Prepared data](pipeline.md#prepared-data-tfrecord-shards) and, for the sizes "
+        "measured, [Performance](performance.md)"
     ),
     "split.quality": (
-        "JPEG quality, 1..100 (ignored by png and raw); higher keeps more detail in more "
-        "bytes (the sizes measured are in [Performance](performance.md))"
+        "JPEG quality of `split.encoding: jpeg`, 1..100 (ignored by source, png and raw); "
+        "higher keeps more detail in more bytes (the sizes measured are in "
+        "[Performance](performance.md))"
     ),
     "split.shard_mb": (
         "a shard file is closed once it holds this many MB; more files let multi-worker "

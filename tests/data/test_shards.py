@@ -39,8 +39,9 @@ def write_split(folder: Path, name: str, pixels: np.ndarray, labels: list[int],
     writer = ShardWriter(folder, name, shard_bytes)
     for i, (label, p) in enumerate(zip(labels, pixels, strict=True)):
         encoded = encode_pixels(p, meta.encoding, meta.quality or 95)
+        size = meta.image_size
         writer.write(encode_example(label, meta.class_names[label], encoded, meta.encoding,
-                                    meta.image_size, f"{i:064x}", f"{name}/{i}.jpg"))
+                                    (size, size), f"{i:064x}", f"{name}/{i}.jpg"))
     writer.close()
     meta.splits[name], meta.counts[name] = writer.names, writer.count
     meta.sizes[name] = writer.bytes
@@ -130,7 +131,7 @@ def test_meta_json_round_trip(tmp_path: Path) -> None:
 
 def test_writer_rolls_over_to_new_shards(tmp_path: Path) -> None:
     meta = ShardsMeta(SIZE, ["a", "b"], "raw", None)
-    one = len(encode_example(0, "a", bytes(SIZE * SIZE * 3), "raw", SIZE, "0" * 64,
+    one = len(encode_example(0, "a", bytes(SIZE * SIZE * 3), "raw", (SIZE, SIZE), "0" * 64,
                              "train/0.jpg")) + RECORD_FRAMING
     pixels = images(8, seed=1)
     labels = [0, 1, 1, 0, 1, 0, 0, 1]

@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 
 from imgclf.data import split
-from imgclf.data.decoding import encode_pixels
 from imgclf.data.images import load_image
-from imgclf.data.shards import decode_pixels, read_meta
+from imgclf.data.shards import read_meta
 from imgclf.data.split_report import (
     LARGEST_GROUPS,
     WARN_FRACTION,
@@ -220,10 +219,9 @@ def test_samples_are_the_shard_images_of_each_class(reported: tuple[Path, Path, 
         for image, caption in picks:
             file, split_name = caption.rsplit(" (", 1)
             assert split_name.rstrip(")") in {"train", "val", "test"}
-            # The stored image, decoded as training decodes it (JPEG by default).
-            encoded = encode_pixels(load_image(raw / name / file, 16), meta.encoding,
-                                    meta.quality or 0)
-            np.testing.assert_array_equal(image, decode_pixels(encoded, meta.encoding, 16))
+            # The stored image, decoded as training decodes it: load_image's pixels.
+            assert meta.encoding == "source"
+            np.testing.assert_array_equal(image, load_image(raw / name / file, 16))
 
 
 def test_report_figures_build_from_the_report_alone(reported: tuple[Path, Path, Path]) -> None:

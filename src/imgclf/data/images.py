@@ -12,6 +12,7 @@ import os
 import stat
 import warnings
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -174,7 +175,7 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
     Raises ``ImageError`` with a short reason (for the split report or predict's
     output) when the bytes are empty, truncated, not an image, or too large.
     """
-    return np.asarray(_decode(data, size)[0], dtype=np.uint8)
+    return np.asarray(_decode(data, size).image, dtype=np.uint8)
 
 
 def decode_image_details(data: bytes, size: int) -> tuple[np.ndarray, int, tuple[int, int]]:
@@ -183,23 +184,52 @@ def decode_image_details(data: bytes, size: int) -> tuple[np.ndarray, int, tuple
 
     One decode for all three: the split needs them for every file.
     """
-    im, shown = _decode(data, size)
-    return np.asarray(im, dtype=np.uint8), _dhash(im), shown
+    info = decode_image_info(data, size)
+    return info.pixels, info.dhash, info.shown
 
 
-def _upright(im: Image.Image) -> Image.Image:
+class ImageInfo(NamedTuple):
+    """What one decode of a file tells the split stage (``decode_image_info``)."""
+
+    pixels: np.ndarray  # (size, size, 3) uint8: decode_image's result
+    dhash: int  # of the pixels
+    shown: tuple[int, int]  # original (width, height), EXIF rotation applied
+    stored: tuple[int, int]  # original (width, height) as stored, before any rotation
+    format: str  # Pillow's name of the file's format: "JPEG", "PNG", "WEBP", ...
+    orientation: int  # the EXIF orientation decode_image applied, 2..8; 1: none
+
+
+def decode_image_info(data: bytes, size: int) -> ImageInfo:
+    """``decode_image`` of ``data``, with what the split needs to keep the file's own bytes
+    instead of the pixels (see ``imgclf.data.stripping``)."""
+    opened = _decode(data, size)
+    return ImageInfo(np.asarray(opened.image, dtype=np.uint8), _dhash(opened.image),
+                     opened.shown, opened.stored, opened.format, opened.orientation)
+
+
+class _Opened(NamedTuple):
+    image: Image.Image  # the size x size RGB picture
+    shown: tuple[int, int]
+    stored: tuple[int, int]
+    format: str
+    orientation: int
+
+
+def _upright(im: Image.Image) -> tuple[Image.Image, int]:
     """``im`` turned as its EXIF orientation says, or ``im`` itself when it says nothing to
     do: ``ImageOps.exif_transpose`` returns a copy then, a second full-size image (128 MB
-    of the 16-bit PNG in docs/performance.md's serve-limits row)."""
+    of the 16-bit PNG in docs/performance.md's serve-limits row); with the orientation
+    applied (2..8), or 1 for none."""
     im.load()  # as exif_transpose does: some formats carry EXIF after the pixels
-    if im.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
-        return ImageOps.exif_transpose(im)
-    return im
+    orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    if orientation in range(2, 9):
+        return ImageOps.exif_transpose(im), int(orientation)
+    return im, 1
 
 
-def _decode(data: bytes, size: int) -> tuple[Image.Image, tuple[int, int]]:
-    """The ``size`` x ``size`` RGB picture of ``data``, and its original (width, height)
-    as shown; see ``decode_image``."""
+def _decode(data: bytes, size: int) -> _Opened:
+    """The ``size`` x ``size`` RGB picture of ``data``, its original (width, height) as
+    shown and as stored, its format and the orientation applied; see ``decode_image``."""
     if not data:
         raise ImageError("empty file")
     try:
@@ -219,7 +249,9 @@ def _decode(data: bytes, size: int) -> tuple[Image.Image, tuple[int, int]]:
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: much faster, and the
                 # result is still at least ``size`` pixels a side.
                 im.draft("RGB", (size, size))
-                return _resized_rgb(_upright(im), size), shown
+                turned, applied = _upright(im)
+                return _Opened(_resized_rgb(turned, size), shown, (width, height),
+                               str(im.format), applied)
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -1,6 +1,10 @@
 """Stream a split's TFRecord shards into batches with tf.data: parallel interleaved reads,
 images decoded in a parallel map, bounded memory.
 
+Every image is decoded by ``load_image``'s code (``shards.parse_record``, Pillow through
+``tf.numpy_function``), so what features, train and evaluate see is, pixel for pixel,
+what ``predict`` sees for the same file.
+
 The reader of :mod:`imgclf.data.shards`' files, for train and evaluate alike. Why the
 pipeline is tuned as it is (no autotuning, the shuffle buffer's size) was measured:
 see docs/performance.md, "Measurements behind the code".

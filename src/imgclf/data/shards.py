@@ -1,12 +1,19 @@
 """The split stage's output format: TFRecord shards of ``tf.train.Example`` records.
 
-Each record holds one resized image, *encoded* (JPEG, PNG or raw pixels, by
-``split.encoding``), and its label, under the conventional feature names (``FEATURES``);
-any TensorFlow program reads them with ``tf.data.TFRecordDataset`` and
-``tf.io.parse_single_example``, no imgclf code needed (docs/pipeline.md, "Prepared data").
-``meta.json`` beside the shards lists each split's files, record counts, class names
-and the encoding. Shards close at ``split.shard_mb``, so a large dataset gets many
-files, which multi-worker training divides among the workers.
+Each record holds one image and its label, under the conventional feature names
+(``FEATURES``). With ``split.encoding: source`` (the default) ``image/encoded`` is the
+source file's own JPEG or PNG bytes with their metadata stripped, at the source's size,
+or, for other files (other formats, or more than twice the image size a side), the
+lossless PNG of the resized pixels; ``jpeg``, ``png`` and ``raw`` hold the resized
+pixels encoded so. Every record is decoded with ``load_image``'s own code
+(``imgclf.data.images.decode_image``: EXIF orientation, colour modes, 16-bit, alpha,
+Pillow's resize), so the pixels training, evaluation and export see are exactly those
+``predict`` and ``serve`` see for the same file. Any TensorFlow program reads the
+records with ``tf.data.TFRecordDataset`` and ``tf.io.parse_single_example``
+(docs/pipeline.md, "Prepared data"). ``meta.json`` beside the shards lists each
+split's files, record counts, class names and the encoding. Shards close at
+``split.shard_mb``, so a large dataset gets many files, which multi-worker training
+divides among the workers.
 
 TensorFlow is imported inside the functions that need it: ``read_meta`` is called
 before a multi-worker strategy must be the first thing TensorFlow sets up.
@@ -24,21 +31,28 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.data.images import decode_image
 from imgclf.errors import UserError
 
-FORMAT = "tfrecord-example/1"
+# /2: image/encoded may be the source's own bytes, at the source's size, with
+# image/height and image/width as stored; /1 (the resized pixels only) reads the same.
+FORMAT = "tfrecord-example/2"
+READABLE_FORMATS = (FORMAT, "tfrecord-example/1")
 SUFFIX = ".tfrecord"
 # The features of each record (the names TensorFlow's own image datasets use).
 ENCODED, IMAGE_FORMAT = "image/encoded", "image/format"
 LABEL, LABEL_TEXT = "image/class/label", "image/class/text"
 SHA256, FILENAME = "image/sha256", "image/filename"
 HEIGHT, WIDTH, CHANNELS = "image/height", "image/width", "image/channels"
-FEATURES = {ENCODED: "bytes: the resized image, encoded as image/format says",
+FEATURES = {ENCODED: "bytes: the source's own JPEG/PNG bytes, metadata stripped, or the "
+                     "resized image encoded as image/format says; decode with "
+                     "imgclf.data.images.decode_image(bytes, image_size)",
             IMAGE_FORMAT: "bytes: jpeg, png or raw (height*width*channels uint8, row-major RGB)",
             LABEL: "int64: index into class_names", LABEL_TEXT: "bytes: the class name",
             SHA256: "bytes: hex sha256 of the source file", FILENAME:
-            "bytes: the source file's path under data/raw", HEIGHT: "int64", WIDTH: "int64",
-            CHANNELS: "int64: 3"}
+            "bytes: the source file's path under data/raw",
+            HEIGHT: "int64: of image/encoded as stored (before EXIF orientation)",
+            WIDTH: "int64: of image/encoded as stored", CHANNELS: "int64: 3 (decoded)"}
 RECORD_FRAMING = 16  # TFRecord: uint64 length, uint32 crc of it, data, uint32 crc of data
 
 
@@ -48,11 +62,14 @@ class ShardsMeta:
 
     image_size: int
     class_names: list[str]
-    encoding: str = "jpeg"  # jpeg | png | raw
-    quality: int | None = 95  # JPEG quality; None for png and raw
+    encoding: str = "jpeg"  # source | jpeg | png | raw
+    quality: int | None = 95  # JPEG quality; None for source, png and raw
     splits: dict[str, list[str]] = field(default_factory=dict)  # split -> shard file names
     counts: dict[str, int] = field(default_factory=dict)  # split -> number of records
     sizes: dict[str, int] = field(default_factory=dict)  # split -> bytes of its shard files
+    # What the records hold, all splits: "source jpeg" / "source png" (a file's own bytes,
+    # stripped), "png" / "jpeg" / "raw" (resized pixels) -> number of records.
+    stored: dict[str, int] = field(default_factory=dict)
 
     def files(self, folder: str | os.PathLike[str], split: str) -> list[str]:
         """The paths of ``split``'s shard files in ``folder``, in the records' order."""
@@ -63,7 +80,7 @@ class ShardsMeta:
                            "quality": self.quality, "image_size": self.image_size,
                            "class_names": self.class_names, "splits": self.splits,
                            "counts": self.counts, "sizes": self.sizes,
-                           "features": FEATURES}, indent=2) + "\n"
+                           "stored": self.stored, "features": FEATURES}, indent=2) + "\n"
 
 
 def read_meta(folder: str | os.PathLike[str]) -> ShardsMeta:
@@ -74,17 +91,18 @@ def read_meta(folder: str | os.PathLike[str]) -> ShardsMeta:
         raise UserError(f"{path}: not found; run the split stage first (dvc repro split)") from None
     except json.JSONDecodeError:
         raise UserError(f"{path}: not valid JSON; rerun the split stage") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in READABLE_FORMATS:
         raise UserError(f"{path}: not a {FORMAT} folder (an older format?); rerun the split "
                         "stage (dvc repro split)")
     return ShardsMeta(image_size=raw["image_size"], class_names=raw["class_names"],
                       encoding=raw["encoding"], quality=raw["quality"], splits=raw["splits"],
-                      counts=raw["counts"], sizes=raw["sizes"])
+                      counts=raw["counts"], sizes=raw["sizes"], stored=raw.get("stored", {}))
 
 
-def encode_example(label: int, class_name: str, encoded: bytes, encoding: str, size: int,
-                   sha256: str, filename: str) -> bytes:
-    """One serialized ``tf.train.Example`` of an encoded ``size`` x ``size`` RGB image."""
+def encode_example(label: int, class_name: str, encoded: bytes, image_format: str,
+                   dims: tuple[int, int], sha256: str, filename: str) -> bytes:
+    """One serialized ``tf.train.Example`` of an image ``encoded`` as ``image_format``
+    (jpeg, png, raw), of ``dims`` (width, height) as stored."""
     import tensorflow as tf
 
     def _bytes(value: bytes) -> tf.train.Feature:
@@ -94,10 +112,10 @@ def encode_example(label: int, class_name: str, encoded: bytes, encoding: str, s
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
     example = tf.train.Example(features=tf.train.Features(feature={
-        ENCODED: _bytes(encoded), IMAGE_FORMAT: _bytes(encoding.encode()),
+        ENCODED: _bytes(encoded), IMAGE_FORMAT: _bytes(image_format.encode()),
         LABEL: _int(label), LABEL_TEXT: _bytes(class_name.encode()),
         SHA256: _bytes(sha256.encode()), FILENAME: _bytes(filename.encode()),
-        HEIGHT: _int(size), WIDTH: _int(size), CHANNELS: _int(3)}))
+        HEIGHT: _int(dims[1]), WIDTH: _int(dims[0]), CHANNELS: _int(3)}))
     # deterministic: the feature map in sorted key order, so same data -> same bytes.
     return example.SerializeToString(deterministic=True)
 
@@ -134,16 +152,29 @@ class ShardWriter:
             self._file = None
 
 
+def decode_encoded(encoded: bytes, encoding: str, size: int) -> np.ndarray:
+    """The ``(size, size, 3)`` uint8 pixels of one ``image/encoded`` value: raw pixels
+    reshaped, anything else decoded with ``load_image``'s code (``decode_image``)."""
+    if encoding == "raw":
+        return np.frombuffer(encoded, np.uint8).reshape(size, size, 3)
+    return decode_image(encoded, size)
+
+
 def decode_pixels(encoded: Any, encoding: str, size: int) -> Any:
-    """The ``(size, size, 3)`` uint8 tensor of one ``image/encoded`` value (a tf string)."""
+    """The ``(size, size, 3)`` uint8 tensor of one ``image/encoded`` value (a tf string).
+
+    Raw pixels are reshaped in TensorFlow; the rest go to ``decode_image`` through
+    ``tf.numpy_function`` (Python, in tf.data's parallel map: Pillow lets go of the GIL
+    while it decodes and resizes). TensorFlow's own decoders would give other pixels:
+    no EXIF orientation, other JPEG upsampling, no 16-bit scaling, no resize.
+    """
     import tensorflow as tf
 
     if encoding == "raw":
         image = tf.reshape(tf.io.decode_raw(encoded, tf.uint8), (size, size, 3))
-    elif encoding == "jpeg":
-        image = tf.io.decode_jpeg(encoded, channels=3)
     else:
-        image = tf.io.decode_png(encoded, channels=3)
+        image = tf.numpy_function(lambda data: decode_image(data, size), [encoded], tf.uint8,
+                                  stateful=False)
     return tf.ensure_shape(image, (size, size, 3))
 
 
@@ -201,8 +232,11 @@ class SplitImages:
     def __getitem__(self, i: int) -> np.ndarray:
         if not -len(self) <= i < len(self):
             raise IndexError(f"record {i} of {len(self)}")
-        image, _ = parse_record(self._record(i % len(self)), self._meta)
-        return image.numpy()
+        import tensorflow as tf
+
+        example = tf.train.Example.FromString(self._record(i % len(self)))
+        encoded = example.features.feature[ENCODED].bytes_list.value[0]
+        return decode_encoded(encoded, self._meta.encoding, self._meta.image_size)
 
     @cached_property
     def labels(self) -> np.ndarray:  # read once, on first use

@@ -1,11 +1,12 @@
 """The split stage: data/raw -> data/prepared (TFRecord shards, manifest.csv, report.json,
 meta.json).
 
-Every image is decoded, resized and re-encoded (``split.encoding``) once, in parallel,
-and streamed to disk; the split itself only needs labels and hashes, so memory does not
-grow with the dataset. ``run`` reads as its phases: ``scan``, ``decode_all`` (pass 1),
-``assign`` (duplicates and splits), ``write_shards`` (pass 2), ``write_manifest``,
-``build_report``, ``warn``.
+Every image is decoded once, in parallel, and what the shards keep of it (by default
+the file's own bytes, metadata stripped, else the resized pixels: ``split.encoding``,
+see :mod:`imgclf.data.decoding`) streamed to disk; the split itself only needs labels
+and hashes, so memory does not grow with the dataset. ``run`` reads as its phases:
+``scan``, ``decode_all`` (pass 1), ``assign`` (duplicates and splits), ``write_shards``
+(pass 2), ``write_manifest``, ``build_report``, ``warn``.
 """
 
 from __future__ import annotations
@@ -172,13 +173,15 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
     print(f"split: {len(rows)} images of {len(chosen.class_names)} classes "
           f"({', '.join(f'{k} {v}' for k, v in meta.counts.items())}), "
           f"{len(chosen.skipped)} skipped, {len(report['duplicate_groups'])} duplicate groups; "
+          f"stored: {', '.join(f'{k} {v}' for k, v in sorted(meta.stored.items()))}; "
           f"see {report_path}")
     warn(found, chosen, report, layout, split, report_path)
 
 
 @dataclass(frozen=True)
 class Decoding:
-    """Pass 1: each file of a ``Scan`` decoded once, its encoded pixels in scratch files."""
+    """Pass 1: each file of a ``Scan`` decoded once, what the shards keep of it in scratch
+    files."""
 
     kept: list[int]  # index into Scan.files of each usable image
     decoded: list[Decoded]  # of each kept image, in the same order
@@ -186,8 +189,8 @@ class Decoding:
 
 
 def decode_all(found: Scan, raw: Path, tmp: Path, size: int, split: SplitParams) -> Decoding:
-    """Decode, resize and encode every file of ``found``; the workers write the encoded
-    pixels to scratch files in ``tmp``."""
+    """Decode every file of ``found``; the workers write what the shards keep of each
+    (``decoding.stored_bytes``) to scratch files in ``tmp``."""
     kept: list[int] = []
     decoded: list[Decoded] = []
     skipped = found.skipped + read_skipped(raw)  # and what download did not copy
@@ -275,7 +278,7 @@ def assign(found: Scan, given: np.ndarray | None, images: Decoding,
 
 def write_shards(tmp: Path, images: Decoding, chosen: Assignment, split: SplitParams,
                  size: int) -> tuple[ShardsMeta, list[dict[str, str]]]:
-    """Pass 2: copy the encoded images into per-split TFRecord shards in ``tmp``; return
+    """Pass 2: copy the stored images into per-split TFRecord shards in ``tmp``; return
     their meta and the manifest's rows (``path``, ``label``, ``split``, ``sha256``).
 
     Each split is written in its own seeded order, so that streaming readers see the
@@ -297,7 +300,9 @@ def write_shards(tmp: Path, images: Decoding, chosen: Assignment, split: SplitPa
                 d, path = decoded[j], chosen.paths[j]
                 encoded = os.pread(scratch[d.scratch], d.length, d.offset)
                 writer.write(encode_example(int(labels[j]), names[labels[j]], encoded,
-                                            split.encoding, size, d.sha256, path))
+                                            d.stored, d.dims, d.sha256, path))
+                what = f"source {d.stored}" if d.kept else d.stored
+                meta.stored[what] = meta.stored.get(what, 0) + 1
                 rows.append({"path": path, "label": names[labels[j]], "split": name,
                              "sha256": d.sha256})
             writer.close()

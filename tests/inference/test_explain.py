@@ -92,6 +92,9 @@ def test_small_cnn_heatmap_lies_in_the_square_quadrant() -> None:
     report("small", masses)
     chosen = masses[explain.METHOD]
     assert chosen.mean() >= 0.6 and (chosen >= 0.5).mean() >= 0.9
+    parts = explain.explainer(model)  # its first call runs eagerly, the next compiled
+    eager, compiled = (explain.heatmaps(model, xt[:8], parts=parts) for _ in range(2))
+    np.testing.assert_allclose(eager, compiled, atol=1e-4)
     # The measurement behind the default: HiResCAM, the gradient kept per position,
     # also credits the noise around the square (relu keeps every positive product).
     assert chosen.mean() >= masses["hirescam"].mean()

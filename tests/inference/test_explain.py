@@ -156,6 +156,24 @@ def test_every_backbone_family_gives_heatmaps_from_inside_its_backbone() -> None
         assert heat.min() >= 0 and heat.max() <= 1, arch
 
 
+def test_a_second_output_beside_the_probabilities_is_left_alone() -> None:
+    """As the model file with an out-of-distribution score beside the probabilities:
+    the heatmaps are the probabilities' head's, the same as without the score."""
+    import keras
+
+    from imgclf.inference import explain
+    from imgclf.models.architectures import build_model
+    from imgclf.params import ModelParams
+
+    base = build_model(ModelParams(arch="small"), 16, 3)
+    head = base.get_layer("probabilities")
+    score = keras.layers.Dense(1, name="score")(head.input)
+    both = keras.Model(base.inputs, [base.outputs[0], score])
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(explain.heatmaps(both, pixels), explain.heatmaps(base, pixels),
+                               atol=1e-5)
+
+
 def test_a_model_without_a_spatial_map_is_refused_in_one_line() -> None:
     import keras
 

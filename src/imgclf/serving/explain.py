@@ -73,12 +73,25 @@ class Explainer:
         pixels = np.stack([decoded[i] for i in good]).astype(np.float32)
         with self.lock:
             model, parts = self._model()
-            classes = predict_batch(model, pixels, self.predictor.tta).argmax(axis=1)
+            classes = predict_batch(_Probabilities(model), pixels,
+                                    self.predictor.tta).argmax(axis=1)
             heat = heatmaps(model, pixels, classes, parts=parts)
         for i, c, image, h in zip(good, classes, pixels, heat, strict=True):
             out[i] = {"path": uploads[i][0], "predicted": self.predictor.class_names[int(c)],
                       "overlay": _data_url(enlarged(side_by_side(image, h)))}
         return out
+
+
+class _Probabilities:
+    """``predict_on_batch`` of a Keras model's first output, the probabilities, whatever
+    else it outputs (an out-of-distribution score beside them)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict_on_batch(self, pixels: np.ndarray) -> np.ndarray:
+        out = self.model.predict_on_batch(pixels)
+        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
 
 
 def _data_url(image: np.ndarray) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
+from starlette.requests import ClientDisconnect
 
 from imgclf.errors import UserError
 from imgclf.inference.batch import predict_batch
@@ -115,7 +116,10 @@ def add_explain_route(app: FastAPI, guarded: list[Any], predictor: Predictor,
         why = explaining.refusal()
         if why is not None:
             raise HTTPException(409, why)
-        uploads = await read_uploads(request, settings.max_files)
+        try:
+            uploads = await read_uploads(request, settings.max_files)
+        except ClientDisconnect:  # gone during its upload: nobody reads an answer
+            return JSONResponse(None, 400)
         try:
             answers = await asyncio.to_thread(explaining.explain, uploads)
         except UserError as exc:  # e.g. the model file carries code: refused in safe mode

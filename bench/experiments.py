@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -48,7 +49,7 @@ def _env(clone: Path) -> dict[str, str]:
 def timed(cmd: list[str], cwd: Path, log: Path, timeout: float | None = None) -> dict[str, Any]:
     """Run ``cmd``; its wall seconds, each dvc stage's seconds, and its output lines with
     their times (``log`` gets them too)."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     stamps: list[tuple[float, str]] = []
     with open(log, "a", encoding="utf-8") as sink:
         sink.write(f"\n$ {' '.join(cmd)}  (in {cwd})\n")
@@ -69,8 +70,16 @@ def timed(cmd: list[str], cwd: Path, log: Path, timeout: float | None = None) ->
               if STAGE_LINE in line]
     ends = [t for t, _ in starts[1:]] + [wall] if starts else []
     stages = {name: round(end - t, 1) for (t, name), end in zip(starts, ends, strict=True)}
+    # CPU seconds of the command's process tree: steadier than wall time on a machine
+    # that others load (what one run waited for the cores does not count).
     return {"cmd": " ".join(cmd), "seconds": round(wall, 1), "rc": code, "stages": stages,
-            "lines": [line for _, line in stamps]}
+            "cpu_s": round(_children_cpu() - cpu0, 1), "lines": [line for _, line in stamps]}
+
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's waited-for descendants so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _accuracy(clone: Path) -> float | None:

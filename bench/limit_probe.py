@@ -2,7 +2,8 @@
 PROJECT`` prints one JSON line.
 
 ``frozen_s``: the bottom of the model (pixel scaling and the layers below the cut) over
-exactly the views the features stage computes (train and its mirrors, val), on decoded
+exactly the views the features stage computes (every train, val and test image and its
+mirror: the embeddings need both views of every split), on decoded
 images held in memory, so reading and decoding are not counted. ``head_s`` and
 ``top_s``: the head's and the top's own forward and backward passes, on the cached
 features in memory, for ``train.epochs`` and ``train.fine_tune.epochs`` epochs (no
@@ -54,7 +55,7 @@ def main(project: Path) -> dict[str, float]:
     from imgclf.models.cut import split_model
     from imgclf.models.weights import weights_path
     from imgclf.params import load_params
-    from imgclf.training.caching import read_features
+    from imgclf.training.caching import EMBED_SPLITS, read_features
     from imgclf.training.train import configure_runtime
 
     params = load_params(project / "params.yaml")
@@ -65,9 +66,9 @@ def main(project: Path) -> dict[str, float]:
                         weights_path(params.model, project / "data" / "pretrained"))
     parts = split_model(model, train.fine_tune.layers)
     frozen = 0.0
-    for split, views in (("train", 2 if train.augment.flip else 1), ("val", 1)):
+    for split in EMBED_SPLITS:
         images, _ = read_split(prepared, split)
-        frozen += _timed_forward(parts.bottom, images, views, 32)
+        frozen += _timed_forward(parts.bottom, images, 2, 32)
         del images
     features = read_features(project / "data" / "features")
     assert features is not None, "the features stage wrote no feature set"

@@ -1,0 +1,72 @@
+"""The audit's embedding findings on N random embeddings: seconds and peak memory.
+
+    python scripts/audit_scale.py 100000        # N images, d 1280 (MobileNetV2 0.5)
+
+Writes the embeddings as the features stage does (float16 .npy files, memory-mapped by
+the audit), then runs label issues, outliers and near-duplicates on them and prints
+the time and the process's peak resident memory (the arrays on disk are not read in
+whole). Random labels make almost every image a "label issue": the worst case for the
+tables. The quality checks stream the images and keep 5 floats per image; they are
+timed on the real photos instead (docs/audit.md).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.audit import findings as fd
+from imgclf.audit.records import Records
+from imgclf.audit.stage import embedding_findings
+from imgclf.data.stratify import SPLITS
+from imgclf.params import AuditParams
+
+DIM, CLASSES, CHUNK = 1280, 10, 10_000
+
+
+def write(folder: Path, n: int, rng: np.random.Generator) -> Records:
+    """Random non-negative embeddings of ``n`` images in ``folder``, split 70/15/15."""
+    counts = [n - 2 * (n * 15 // 100), n * 15 // 100, n * 15 // 100]
+    labels = rng.integers(0, CLASSES, n)
+    start = 0
+    for name, count in zip(SPLITS, counts, strict=True):
+        out = np.lib.format.open_memmap(folder / f"{name}-embed.npy", "w+", np.float16,
+                                        (count, DIM))
+        for i in range(0, count, CHUNK):
+            rows = min(CHUNK, count - i)
+            out[i:i + rows] = np.abs(rng.normal(size=(rows, DIM)))
+        out.flush()
+        del out
+        np.save(folder / f"{name}-labels.npy", labels[start:start + count].astype(np.int32))
+        start += count
+    (folder / "features.json").write_text("{}")
+    split_of = np.repeat(np.arange(3), counts)
+    return Records([f"c/{i}.jpg" for i in range(n)], split_of, labels,
+                   np.concatenate([np.arange(c) for c in counts]),
+                   [f"c{c}" for c in range(CLASSES)])
+
+
+def main(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        records = write(Path(tmp), n, np.random.default_rng(0))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        found = fd.Findings()
+        embedding_findings(found, records, tmp, AuditParams())
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"images": n, "dim": DIM, "seconds": round(seconds, 1),
+                      "peak_rss_mb": round(peak / 1024), "rss_before_mb": round(before / 1024),
+                      "embeddings_on_disk_mb": round(n * DIM * 2 / 2**20),
+                      "label_issues": len(found.tables["label_issues"]),
+                      "near_duplicates": len(found.tables["near_duplicates"])}))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)

@@ -57,3 +57,15 @@ def test_audit_enabled_false_writes_only_a_note(tiny_prepared: Path, tmp_path: P
     counts = json.loads((out / "counts.json").read_text())
     assert "audit.enabled: false" in counts["note"] and counts["label_issues"] == 0
     assert (out / "grids" / "label_issues.png").is_file()
+
+
+def test_the_pr_report_shows_each_count_and_its_change() -> None:
+    from imgclf.pr_report.audit import counts_table
+
+    base = {"images": 100, "label_issues": 5, "leaks": 2, "quality": {"dark": 1}}
+    now = {"images": 98, "label_issues": 1, "leaks": 0, "quality": {"dark": 1},
+           "note": "text is left out"}
+    table = counts_table(base, now, "main").splitlines()
+    assert table[0] == "| finding | main | workspace | change |"
+    assert "| label_issues | 5 | 1 | -4 |" in table and "| quality.dark | 1 | 1 | +0 |" in table
+    assert counts_table(None, now, "main").splitlines()[3] == "| label_issues | – | 1 | – |"

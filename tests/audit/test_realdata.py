@@ -1,5 +1,13 @@
 """The audit on real photos: a subset of the animals set with 3% of its labels flipped
-and mirrored copies of train photos put in test (needs the photos and the weights)."""
+and mirrored copies of train photos put in test (needs the photos and the weights).
+
+The animals set has likely label errors of its own (~2% of its images: wrong labels,
+a cat and a dog in one photo, a placeholder; docs/audit.md): on a subset this small
+they alone come near the bound of "at most twice as many entries as flips" (on the
+whole set the flips' audit stays below it, 164 entries for 90 flips). So the subset is
+audited as it is first, its own findings are set aside as a user would (overrides.yaml),
+and the flips go among the rest; the entries counted are those beyond its own.
+"""
 
 from __future__ import annotations
 
@@ -64,8 +72,13 @@ def test_flipped_labels_and_mirrored_leaks_on_real_photos(
     split.run(DataParams(), SplitParams(), raw, tmp_path / "prepared")
     embed_splits(tmp_path / "prepared", real_weights, tmp_path / "features")
     records = read_records(tmp_path / "prepared")
+    own = fd.Findings()
+    embedding_findings(own, records, tmp_path / "features", AuditParams())
+    where = {p: i for i, p in enumerate(records.paths)}
+    its_own = {where[r["path"]] for r in own.tables["label_issues"]}
     rng = np.random.default_rng(0)
-    flips = np.sort(rng.choice(len(records), round(0.03 * len(records)), replace=False))
+    clean = np.setdiff1d(np.arange(len(records)), sorted(its_own))
+    flips = np.sort(rng.choice(clean, round(0.03 * len(records)), replace=False))
     given = records.labels.copy()
     given[flips] = (given[flips] + rng.integers(1, 3, len(flips))) % 3
     faulty = Records(records.paths, records.split_of, given, records.index,
@@ -75,9 +88,9 @@ def test_flipped_labels_and_mirrored_leaks_on_real_photos(
         np.save(features / f"{name}-labels.npy", given[records.split_of == s].astype(np.int32))
     found = fd.Findings()
     embedding_findings(found, faulty, features, AuditParams())
-    where = {p: i for i, p in enumerate(records.paths)}
-    flagged = [where[r["path"]] for r in found.tables["label_issues"]]
-    assert np.isin(flips, flagged).mean() >= 0.9, (len(flips), len(flagged))
-    assert len(flagged) <= 2 * len(flips)
+    flagged = [where[r["path"]] for r in found.tables["label_issues"]
+               if where[r["path"]] not in its_own]
+    assert np.isin(flips, flagged).mean() >= 0.9, (len(flips), len(flagged), len(its_own))
+    assert len(flagged) <= 2 * len(flips), (len(flips), len(flagged), len(its_own))
     leaks = {(Path(r["path"]).name, Path(r["other_path"]).name) for r in found.tables["leaks"]}
     assert {(f.name, f"mirror_{f.name}") for f in mirrored} <= leaks, leaks

@@ -82,12 +82,15 @@ def accept(kind: str, top: int, findings: str | os.PathLike[str],
         if file in listed:
             continue
         listed.add(file)
+        # Each comment two spaces after its own line (ruamel would align it with the last).
         if section == "relabel":
             relabel[file] = name
-            relabel.yaml_add_eol_comment(_why(kind, row), file)
+            relabel.yaml_add_eol_comment(_why(kind, row), file,
+                                         column=len(f"  {file}: {name}  "))
         else:
             exclude.append(file)
-            exclude.yaml_add_eol_comment(_why(kind, row), len(exclude) - 1)
+            exclude.yaml_add_eol_comment(_why(kind, row), len(exclude) - 1,
+                                         column=len(f"  - {file}  "))
         added += 1
     with fsutil.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         yaml.dump(doc, f)

@@ -22,7 +22,7 @@ import numpy as np
 from imgclf.audit.embeddings import Embeddings, unit
 
 K = 10  # neighbours: cleanlab OutOfDistribution's default k
-BLOCK_BYTES = 64 * 1024 * 1024
+BLOCK_BYTES = 16 * 1024 * 1024  # a block of similarities; its sort takes ~4x that
 OUTLIER_THRESHOLD = 0.37037  # cleanlab Datalab's default for features
 MARGIN = 0.05  # how far below the bound a projected cosine still becomes a candidate
 

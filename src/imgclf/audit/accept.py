@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from imgclf import fsutil
-from imgclf.audit.findings import KINDS
 from imgclf.errors import UserError
 
 ACCEPTABLE = ("label_issues", "outliers", "leaks", "quality")
@@ -66,7 +65,6 @@ def accept(kind: str, top: int, findings: str | os.PathLike[str],
 
     if kind not in ACCEPTABLE:
         raise UserError(f"--accept {kind}: choose one of {', '.join(ACCEPTABLE)}")
-    assert kind in KINDS
     rows = read_table(findings, kind)[:top]
     yaml = YAML()
     yaml.indent(mapping=2, sequence=4, offset=2)

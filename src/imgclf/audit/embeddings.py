@@ -13,6 +13,7 @@ go back to the full rows.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,7 @@ class Embeddings:
             out[at] = self.arrays[s][idx[at] - self.starts[s]]
         return out
 
-    def blocks(self, size: int = CHUNK):  # type: ignore[no-untyped-def]
+    def blocks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
         """``(start, (B, d) float32)`` blocks of consecutive rows, in order."""
         for s, array in enumerate(self.arrays):
             for i in range(0, len(array), size):

@@ -107,7 +107,7 @@ def write_image_folder(root: Path, classes: list[str], per_class: int, size: int
 # What a pipeline repo needs of this one: the pipeline, its ignores, the pins stages
 # depend on, and the code.
 PIPELINE_FILES = ("dvc.yaml", ".gitignore", ".dvcignore", "requirements.lock",
-                  "requirements-dev.lock")
+                  "requirements-dev.lock", "overrides.yaml")
 
 
 def git_env() -> dict[str, str]:

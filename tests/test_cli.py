@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ["source", "download", "pretrained", "split", "features", "train", "evaluate",
-          "export"]
+STAGES = ["source", "download", "pretrained", "split", "features", "audit", "train",
+          "evaluate", "export"]
 
 
 def imgclf(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

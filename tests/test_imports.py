@@ -51,7 +51,7 @@ LAYERS = (
     # W&B tracker logs what it is handed (only the CLI uses it, see below).
     ("imgclf.data", "imgclf.models", "imgclf.tracking"),
     ("imgclf.training", "imgclf.inference"),
-    ("imgclf.evaluation", "imgclf.export", "imgclf.serving", "imgclf.api"),
+    ("imgclf.evaluation", "imgclf.export", "imgclf.serving", "imgclf.api", "imgclf.audit"),
     ("imgclf.pr_report", "imgclf.recipe", "imgclf.summary"),
     ("imgclf.cli",),
     ("imgclf.__main__",),
@@ -63,7 +63,7 @@ RUNTIME_LOCK = "requirements.lock"
 # the Python API's entry, and imports imgclf.api only when called, so `import imgclf`
 # stays light (tests/test_api.py checks that it loads no TensorFlow).
 LAZY_UPWARD = {("imgclf", "imgclf.api")}
-COMPUTING_STAGES = {"split", "features", "train", "evaluate", "export"}
+COMPUTING_STAGES = {"split", "features", "audit", "train", "evaluate", "export"}
 
 
 def module_file(name: str) -> Path | None:

@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 PARAMS = {
     "data": {"image_size": 16},
     "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
+    "audit": {"enabled": False},
     "model": {"arch": "small"},
     "train": {"epochs": 1, "batch_size": 8},
     "export": {"int8_samples": 10, "latency_runs": 2},

@@ -52,6 +52,12 @@ def test_dvc_repro_on_thirty_classes(tmp_path: Path, image_folder: Callable[...,
     for picture in ("metrics/plots/confusion.png", "metrics/gallery/misclassified.png"):
         assert max(Image.open(repo / picture).size) <= 2500, picture
 
+    # The audit ran in the chain (no embeddings from a small CNN: its quality checks only).
+    audit = json.loads((repo / "metrics/data_audit/counts.json").read_text())
+    assert audit["images"] == len(confusion) + sum(
+        json.loads((repo / "data/prepared/meta.json").read_text())["counts"][s]
+        for s in ("train", "val"))
+
     # The W&B table of misclassified test images names classes of the thirty.
     (table,) = (tmp_path / "wandb").rglob("misclassified*.table.json")
     rows = json.loads(table.read_text())["data"]

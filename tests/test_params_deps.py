@@ -27,6 +27,7 @@ PARAMS = "src/imgclf/params.py"
 TINY = {
     "data": {"image_size": 16},
     "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
+    "audit": {"enabled": False},
     "model": {"arch": "small"},
     "train": {"epochs": 1, "batch_size": 8, "early_stopping_patience": 0},
     "evaluate": {"splits": ["test"], "tta": "none"},

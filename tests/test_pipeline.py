@@ -27,8 +27,8 @@ from imgclf.params import merge
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-STAGES = ("source", "download", "pretrained", "split", "features", "train", "evaluate",
-          "export")
+STAGES = ("source", "download", "pretrained", "split", "features", "audit", "train",
+          "evaluate", "export")
 # `source` fingerprints data.source on every repro (always_changed, see dvc.yaml): DVC
 # runs it each time and lists it in `dvc status`, and the others rerun only on a change.
 ALWAYS = {"source": ["always changed"]}
@@ -36,6 +36,7 @@ ALWAYS = {"source": ["always changed"]}
 TINY_PARAMS = {
     "data": {"image_size": 16},
     "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
+    "audit": {"enabled": False},  # tests/audit runs it; here it only has to be in the chain
     "model": {"arch": "small"},
     "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.003},
     "export": {"int8_samples": 20, "latency_runs": 5},
@@ -160,8 +161,11 @@ def test_a_new_image_in_the_source_folder_reruns_download(project: Path, sh: Sh,
     Image.fromarray(pixels.astype(np.uint8)).save(images / "cat" / "new_photo.png")
     out = sh(project, "dvc", "repro")
     # evaluate and export both follow train, in either order.
-    assert ran(out)[:5] == ["source", "download", "split", "features", "train"], out
-    assert sorted(ran(out)[5:]) == ["evaluate", "export"], out
+    # audit follows features, before or after train.
+    chain = [s for s in ran(out) if s != "audit"]
+    assert "audit" in ran(out), out
+    assert chain[:5] == ["source", "download", "split", "features", "train"], out
+    assert sorted(chain[5:]) == ["evaluate", "export"], out
     assert "Stage 'pretrained' didn't change, skipping" in out
     assert ((project / "data/raw/cat/new_photo.png").read_bytes()
             == (images / "cat/new_photo.png").read_bytes())
@@ -183,12 +187,12 @@ def stale(sh: Sh, project: Path) -> set[str]:
 
 @pytest.mark.parametrize(("path", "expected"), [
     ("src/imgclf/inference/batch.py", {"evaluate"}),  # the flip averaging behind every metric
-    ("src/imgclf/data/shards.py", {"split", "features", "train", "evaluate",
+    ("src/imgclf/data/shards.py", {"split", "features", "audit", "train", "evaluate",
                                    "export"}),
     ("src/imgclf/tracking/wandb_run.py", set()),  # the W&B side channel: no output changes
     ("src/imgclf/cli.py", set()),  # the CLI's wiring and help
     # libraries that compute
-    ("requirements.lock", {"split", "features", "train", "evaluate", "export"}),
+    ("requirements.lock", {"split", "features", "audit", "train", "evaluate", "export"}),
     ("requirements-dev.lock", set()),  # a dev tool's pin
 ])
 def test_one_changed_byte_reruns_exactly_the_stages_that_run_it(

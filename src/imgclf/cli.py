@@ -32,6 +32,8 @@ A DVC-versioned image-classification pipeline. The stages run in this order
   download    fetch the dataset named by data.source into data/raw
   pretrained  fetch the backbone's pinned ImageNet weights into data/pretrained
   split       decode, de-duplicate and split data/raw into data/prepared
+              (applying overrides.yaml)
+  audit       likely label errors, outliers, leaks and bad images into metrics/data_audit
   features    run the frozen part of a pretrained backbone once into data/features
   train       train the model chosen in params.yaml into models/model.keras
   evaluate    score the model on the held-out splits into metrics/eval.json
@@ -81,7 +83,27 @@ def _split(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     from imgclf.data import split
 
-    split.run(params.data, params.split, args.raw, args.out, report_dir=args.report_dir or None)
+    split.run(params.data, params.split, args.raw, args.out, report_dir=args.report_dir or None,
+              overrides=args.overrides or None)
+
+
+def _audit(args: argparse.Namespace) -> None:
+    if args.accept:
+        from imgclf.audit.accept import accept  # edits overrides.yaml; no stage runs it
+
+        accept(args.accept, args.top, Path(args.out) / "findings", args.overrides)
+        return
+    params = load_params(args.params)
+    from imgclf.audit import stage
+    from imgclf.audit.findings import COLUMNS
+    from imgclf.tracking.wandb_run import Tracker
+
+    with Tracker.start(params, "audit") if params.audit.enabled else (
+            Tracker.disabled("audit")) as tracker:
+        found = stage.run(params.audit, args.data, args.features, args.out,
+                          raw=args.raw or None)
+        tracker.log_summary({"audit": found.counts})
+        tracker.log_tables("audit", found.tables, COLUMNS)
 
 
 # Train and evaluate are tracked in Weights & Biases when params.yaml's wandb section
@@ -278,6 +300,26 @@ def _add_training_stages(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=PREPARED, help="where shards and manifest go")
     p.add_argument("--report-dir", default="metrics/data_report",
                    help="where the data report's pictures go; '' for none")
+    p.add_argument("--overrides", default="overrides.yaml", help="the files to exclude or "
+                   "relabel (docs/audit.md); a missing file or '' changes nothing")
+
+    p = _command(sub, "audit", _audit, "find likely label errors, outliers, leaks and bad "
+                 "images", "Audit the prepared images with the features stage's embeddings "
+                 "into --out (counts.json, findings/, grids/); with --accept, write the first "
+                 "--top suggestions of one finding type into --overrides instead, for review "
+                 "in a git diff. See docs/audit.md.")
+    _add_params(p)
+    _add_data(p)
+    p.add_argument("--features", default="data/features", help="the features stage's output")
+    p.add_argument("--raw", default="data/raw", help="the original files (their sizes); '' "
+                   "to skip the size checks")
+    p.add_argument("--out", default="metrics/data_audit", help="where the findings go")
+    p.add_argument("--accept", default=None, metavar="KIND", help="label_issues, outliers, "
+                   "leaks or quality: add their suggestions to --overrides")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="with --accept, how many of its first rows to add")
+    p.add_argument("--overrides", default="overrides.yaml", help="the overrides file --accept "
+                   "edits")
 
     p = _command(sub, "features", _features, "run the frozen backbone layers once",
                  "Run every train image (and its mirror, with train.augment.flip) and val "

@@ -165,6 +165,16 @@ class SplitParams(Section):
         return self
 
 
+class AuditParams(Section):
+    """audit: read by audit."""
+
+    enabled: bool = True
+    folds: int = Field(5, ge=2, le=20)
+    duplicate_similarity: float = Field(0.95, gt=0, le=1)
+    grid_images: int = Field(24, ge=1, le=200)
+    seed: int = 42
+
+
 # The layers of ``model.arch: custom``, each ``{type: ..., <key>: <value>}``; pydantic
 # picks the model by ``type``.
 class ConvLayer(Section):
@@ -347,6 +357,7 @@ class Params(Section):
 
     data: DataParams = Field(default_factory=DataParams)
     split: SplitParams = Field(default_factory=SplitParams)
+    audit: AuditParams = Field(default_factory=AuditParams)
     model: ModelParams = Field(default_factory=ModelParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)

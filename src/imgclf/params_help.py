@@ -70,6 +70,22 @@ DESCRIPTIONS: dict[str, str] = {
         "a shard file is closed once it holds this many MB; more files let multi-worker "
         "training shard by file"
     ),
+    "audit": (
+        "The data audit after split: likely label errors, outliers, near-duplicates and "
+        "leaks, image-quality issues; read by audit. It changes no data: `overrides.yaml` "
+        "does (see [Data audit](audit.md))"
+    ),
+    "audit.enabled": "`false`: the audit stage writes only a note saying it is off",
+    "audit.folds": (
+        "K of the K-fold logistic-regression heads trained on the embeddings; their "
+        "out-of-fold probabilities feed cleanlab's `find_label_issues` (2 to 20)"
+    ),
+    "audit.duplicate_similarity": (
+        "two images whose mirror-invariant embeddings have at least this cosine similarity "
+        "(after centring) are near-duplicates; a pair across train, val and test is a leak"
+    ),
+    "audit.grid_images": "most thumbnails in each finding type's picture (1 to 200)",
+    "audit.seed": "seed of the K-fold partition and of the projection's sample",
     "model": "The architecture; read by pretrained and train.",
     "model.arch": (
         "a pretrained backbone with a new head: `mobilenet_v2`, `mobilenet_v3_small`, "

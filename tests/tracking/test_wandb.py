@@ -366,3 +366,30 @@ def test_data_hash_comes_from_dvc_lock(project: Path, tmp_path: Path) -> None:
 def test_flatten_joins_nested_keys() -> None:
     assert flatten({"test": {"accuracy": 0.9, "per_class": {"cat": {"f1": 1.0}}}, "n": 3}) == {
         "test/accuracy": 0.9, "test/per_class/cat/f1": 1.0, "n": 3}
+
+
+@pytest.mark.slow
+def test_the_audit_run_gets_its_tables_and_counts(project: Path, tiny_prepared: Path,
+                                                  tmp_path: Path) -> None:
+    from imgclf.audit.records import read_records
+    from imgclf.data.stratify import SPLITS
+
+    records = read_records(tiny_prepared)
+    rng = np.random.default_rng(0)
+    embed = np.abs(rng.normal(0, 3, (3, 16))[records.labels]
+                   + rng.normal(0, 1, (len(records), 16)))
+    features = tmp_path / "features"
+    features.mkdir()
+    for s, name in enumerate(SPLITS):
+        np.save(features / f"{name}-embed.npy", embed[records.split_of == s].astype(np.float16))
+        np.save(features / f"{name}-labels.npy", records.labels[records.split_of == s])
+    (features / "features.json").write_text("{}")
+    assert cli.main(["audit", "--data", str(tiny_prepared), "--features", str(features),
+                     "--raw", "", "--out", "out/audit"]) == 0
+    run = offline_runs(tmp_path / "wandb_dir")["audit"]
+    counts = json.loads((project / "out/audit/counts.json").read_text())
+    assert run.summary["audit/images"] == counts["images"] == len(records)
+    assert run.summary["audit/quality/dark"] == counts["quality"]["dark"]
+    logged = set().union(*run.history)
+    for kind in ("label_issues", "outliers", "near_duplicates", "leaks", "quality"):
+        assert any(key.startswith(f"audit/{kind}") for key in logged), (kind, logged)

@@ -35,6 +35,7 @@ from imgclf.data.layout import (
     is_hidden,
     read_skipped,
 )
+from imgclf.data.overrides import apply_overrides
 from imgclf.data.presplit import (
     describe,
     duplicates_across_splits,
@@ -151,12 +152,17 @@ def scan_given(raw: Path, layout: dict[str, str]) -> tuple[Scan, np.ndarray]:
 
 
 def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
-        out: str | os.PathLike[str], report_dir: str | os.PathLike[str] | None = None) -> None:
+        out: str | os.PathLike[str], report_dir: str | os.PathLike[str] | None = None,
+        overrides: str | os.PathLike[str] | None = None) -> None:
     """Split ``raw`` into ``out``; with ``report_dir``, draw the data report's pictures
-    there too (see :mod:`imgclf.data.split_report_plots`)."""
+    there too (see :mod:`imgclf.data.split_report_plots`); ``overrides`` is the
+    overrides.yaml to apply (:mod:`imgclf.data.overrides`)."""
     raw, size = Path(raw), data.image_size
     layout = given_splits(raw) if raw.is_dir() else None  # train/, test/ ...: kept as given
     found, given = scan_given(raw, layout) if layout else (scan(raw), None)
+    fixed = apply_overrides(found.files, found.class_names, overrides)
+    found = Scan(found.class_names, fixed.files, found.skipped + fixed.skipped)
+    given = given[fixed.keep] if given is not None else None
     with fsutil.atomic_dir(out) as tmp:
         images = decode_all(found, raw, tmp, size, split)
         chosen = assign(found, given, images, split)
@@ -164,6 +170,7 @@ def run(data: DataParams, split: SplitParams, raw: str | os.PathLike[str],
         (tmp / "meta.json").write_text(meta.to_json(), encoding="utf-8")
         write_manifest(tmp / "manifest.csv", rows)
         report = build_report(found, images, chosen, rows, split, size, layout)
+        report["overrides"] = fixed.report
         fsutil.write_json(tmp / "report.json", report)
         if report_dir is not None:
             from imgclf.data.split_report_plots import write_report_plots  # matplotlib: only here

@@ -28,6 +28,7 @@ from typing import Any
 
 from imgclf import fsutil
 from imgclf.errors import UserError
+from imgclf.pr_report.audit import audit_section
 from imgclf.pr_report.plots import FORMATS, changed_plots, render
 from imgclf.pr_report.tables import data_table
 
@@ -96,6 +97,7 @@ def build_report(base: str, repo: Path, plots_dir: Path | None = None,
         changed = pool.submit(changed_plots, repo, base)
     lines += ["### Params", "", params.result() or "No params changed.", ""]
     lines += ["### Metrics", "", metrics.result() or "No metrics changed.", ""]
+    lines += audit_section(repo, sha, base)
     lines += ["### Plots", ""]
     plots = changed.result()
     if not plots:

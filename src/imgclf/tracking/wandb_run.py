@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -185,6 +185,22 @@ class Tracker:
     def log_summary(self, metrics: Mapping[str, Any]) -> None:
         """Put the final metrics in the run summary, nested keys joined by "/"."""
         self._call("summary", lambda: self._run.summary.update(flatten(metrics)))
+
+    def log_tables(self, prefix: str, tables: Mapping[str, Sequence[Mapping[str, Any]]],
+                   columns: Mapping[str, Sequence[str]]) -> None:
+        """Log each ``tables[name]`` (rows of ``columns[name]``) as the W&B table
+        ``prefix/name`` (the audit's findings)."""
+        self._call("tables", self._log_tables, prefix, tables, columns)
+
+    def _log_tables(self, prefix: str, tables: Mapping[str, Sequence[Mapping[str, Any]]],
+                    columns: Mapping[str, Sequence[str]]) -> None:
+        import wandb
+
+        logged = {f"{prefix}/{name}": wandb.Table(
+            columns=list(columns[name]),
+            data=[[row.get(c) for c in columns[name]] for row in rows])
+            for name, rows in tables.items()}
+        self._run.log(logged)
 
     def log_artifact(self, path: str | os.PathLike[str], kind: ArtifactKind,
                      name: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:

@@ -1,0 +1,90 @@
+"""What ``imgclf tune`` prints at the end, and what ``--apply`` writes into params.yaml."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from imgclf import fsutil
+from imgclf.params import load_params, merge, params_from_dict, read_yaml
+from imgclf.recipe import hydra_value
+from imgclf.tuning.space import nested
+
+
+def table(study: Any, name: str) -> str:
+    """Every trial of the study: number, state, val accuracy, seconds, its own params.
+
+    Pruned and failed trials are listed too: DVC keeps no killed run, so this (and the
+    study's journal) is their only record."""
+    rows = [f"tune: study {name}: {len(study.trials)} trials "
+            f"({_count(study, 'COMPLETE')} complete, {_count(study, 'PRUNED')} pruned, "
+            f"{_count(study, 'FAIL')} failed)",
+            f"  {'trial':<8}{'state':<10}{'val acc':>8}{'seconds':>9}  params drawn"]
+    for t in study.trials:
+        value = f"{t.value:.4f}" if t.value is not None else (
+            f"({_last(t):.4f})" if _last(t) is not None else "-")
+        seconds = t.user_attrs.get("seconds", "-")
+        drawn = " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+        rows.append(f"  {name}-{t.number:<{max(1, 7 - len(name))}}"[:10].ljust(10)
+                    + f"{t.state.name.lower():<10}{value:>8}{seconds!s:>9}  {drawn}")
+    rows.append("  (pruned: the last val accuracy reported before it was stopped, in brackets)")
+    return "\n".join(rows)
+
+
+def _count(study: Any, state: str) -> int:
+    return sum(1 for t in study.trials if t.state.name == state)
+
+
+def _last(t: Any) -> float | None:
+    steps = t.intermediate_values
+    return steps[max(steps)] if steps else None
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def best(study: Any) -> dict[str, Any] | None:
+    """The best completed trial: its number, val accuracy and every param it set."""
+    completed = [t for t in study.trials if t.state.name == "COMPLETE" and t.value is not None]
+    if not completed:
+        return None
+    b = max(completed, key=lambda t: (t.value, -t.number))
+    return {"number": b.number, "value": b.value, "values": b.user_attrs["values"]}
+
+
+def best_lines(found: dict[str, Any], opts: Any) -> str:
+    """The best trial as -S flags, and what to run next."""
+    flags = " ".join(f"-S {k}={hydra_value(k, v)}" for k, v in found["values"].items())
+    return "\n".join([
+        f"tune: best trial {opts.study}-{found['number']}: val accuracy {found['value']:.4f}",
+        f"  dvc exp run {flags}",
+        f"tune: imgclf tune --study {opts.study} --apply writes them into {opts.params}; "
+        "then dvc repro scores the test split for this model alone (trials never did)",
+        "tune: dvc exp show lists the completed trials (their metrics/eval.json is the "
+        "baseline's: trials stop after train)"])
+
+
+def write_params(path: Path, values: dict[str, Any]) -> None:
+    """Set ``values`` (dotted keys) in the params file, keeping its comments and order;
+    the result is validated before it replaces the file."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round trip: comments, order and layout stay
+    yaml.preserve_quotes = True
+    with path.open(encoding="utf-8") as f:
+        doc = yaml.load(f)
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    buffer = StringIO()
+    yaml.dump(doc, buffer)
+    raw = read_yaml(path)
+    params_from_dict(merge(raw if isinstance(raw, dict) else {}, nested(values)),
+                     source=f"{path} with the best trial's params")
+    fsutil.write_text(path, buffer.getvalue())
+    load_params(path)  # as a stage will read it

@@ -1,0 +1,71 @@
+"""`imgclf tune`'s search space checks and --apply's params writing (no TensorFlow).
+
+The real study, its trials as DVC experiments in a copy of the reproduced template
+repo, is tests/test_pipeline.py::test_tune_runs_a_study_of_experiments_that_resumes_and_applies.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from imgclf.params import ParamsError, load_params
+from imgclf.tuning.report import write_params
+from imgclf.tuning.space import load_space
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _space_error(tmp_path: Path, text: str, weights: tuple[Path, ...] = ()) -> str:
+    (tmp_path / "space.yaml").write_text(text)
+    with pytest.raises(ParamsError) as err:
+        load_space(tmp_path / "space.yaml", REPO / "params.yaml", weights)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("search:\n  train.lerning_rate: {low: 0.001, high: 0.01}\n",
+     "search: train.lerning_rate: unknown key; valid keys in train are"),
+    ("search:\n  model.dropout: {low: 0.0, high: 1.5}\n",
+     "search: model.dropout: must be in [0, 1)"),
+    ("search:\n  train.epochs: 3\n", "search.train.epochs: expected a list of choices or"),
+    ("search:\n  train.learning_rate: {low: 0, high: 0.1, log: true}\n",
+     "search.train.learning_rate.log: true needs low above 0"),
+    ("search:\n  train.class_weight: [none, balnced]\n",
+     "search: train.class_weight: 'balnced' is not valid"),
+    ("fixed:\n  train.label_smoothing: 0.1\nsearch:\n  train.epochs: {low: 1, high: 3}\n",
+     "fixed: train.label_smoothing: needs train.loss: categorical_crossentropy"),
+    ("search:\n  backbone: [mobilenet_v2@0.35]\n",
+     "search.backbone: the weights of none of mobilenet_v2@0.35 are present"),
+    ("serach:\n  train.epochs: {low: 1, high: 3}\n", "search: expected a mapping"),
+])
+def test_space_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    message = _space_error(tmp_path, text)
+    assert message.startswith(str(tmp_path / "space.yaml")), message
+    assert expected in message, message
+
+
+def test_default_space_is_valid_and_drops_absent_backbones(tmp_path: Path) -> None:
+    weights = tmp_path / "models"
+    weights.mkdir()
+    (weights / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5").touch()
+    space = load_space(REPO / "recipes" / "tune.yaml", REPO / "params.yaml", (weights,))
+    backbone = next(d for d in space.dims if d.key == "backbone")
+    assert backbone.choices == ("mobilenet_v2@0.35",)
+    assert "mobilenet_v2@0.5" in space.dropped
+
+
+def test_apply_keeps_the_comments_and_checks_the_result(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    write_params(params, {"train.learning_rate": 0.0042, "train.fine_tune.layers": 40,
+                          "model.alpha": 0.35})
+    text = params.read_text()
+    assert "# Every choice of the pipeline" in text and "# pixels a side" in text
+    loaded = load_params(params)
+    assert (loaded.train.learning_rate, loaded.train.fine_tune.layers) == (0.0042, 40)
+    with pytest.raises(ParamsError, match=r"train\.label_smoothing: needs train\.loss"):
+        write_params(params, {"train.label_smoothing": 0.1})
+    assert load_params(params).train.label_smoothing == 0.0  # left as it was

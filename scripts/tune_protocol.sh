@@ -29,6 +29,7 @@ scored() {  # $1: defaults|tuned; the rest: seeds
 }
 cp params.yaml tune/protocol/params.defaults.yaml
 scored defaults "$@"
+cp tune/protocol/params.defaults.yaml params.yaml  # the tune starts from the defaults
 start=$SECONDS
 imgclf tune --time "$budget" --study tune 2>&1 | tee tune/protocol/tune.log
 echo "RESULT tune took $((SECONDS - start)) s"

@@ -299,3 +299,53 @@ def test_a_typo_in_set_param_stops_the_stage(project: Path,
     # DVC refuses an unknown key by itself; forcing it in with "+" reaches our check.
     assert "Could not override 'train.optimiser'" in exp_run("train.optimiser=sgd")
     assert "train.optimiser: unknown key" in exp_run("+train.optimiser=sgd")
+
+
+TUNE_SPACE = """\
+fixed: {wandb.enabled: false}
+search:
+  train.learning_rate: {low: 1.0e-3, high: 1.0e-2, log: true}
+  train.epochs: {low: 1, high: 2}
+  model.dropout: {low: 0.0, high: 0.3}
+"""
+
+
+def test_tune_runs_a_study_of_experiments_that_resumes_and_applies(project: Path,
+                                                                   sh: Sh) -> None:
+    # imgclf tune (docs/tuning.md): each trial a `dvc exp run` up to train; a second run
+    # continues the study within its time budget; --apply writes the best trial's params.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    (project / "space.yaml").write_text(TUNE_SPACE)
+    before = (project / "params.yaml").read_text()
+    tune = ("imgclf", "tune", "--space", "space.yaml", "--study", "s")
+    out = sh(project, *tune, "--trials", "2")
+    assert "study s (new)" in out and "2 trials (2 complete, 0 pruned, 0 failed)" in out, out
+    assert "dvc exp run -S train.learning_rate=" in out, out
+    params = experiment(sh, project, "s-1")["params"]["params.yaml"]["data"]
+    assert params["wandb"]["group"] == "s"  # W&B groups the trials under the study
+    assert (project / "params.yaml").read_text() == before  # the tune leaves it as it was
+    assert all((project / "tune/s" / f"{n}.png").stat().st_size > 1000
+               for n in ("history", "importances"))
+
+    def seconds() -> list[float]:
+        storage = JournalStorage(JournalFileBackend(str(project / "tune/s/study.journal")))
+        return [t.user_attrs["seconds"] for t in optuna.load_study(
+            study_name="s", storage=storage).trials]
+
+    # A budget that holds about one more trial like the longest so far.
+    budget = 1.5 * max(seconds())
+    out = sh(project, *tune, "--trials", "4", "--time", f"{budget:.0f}s")
+    assert "continued, 2 trials so far" in out and "s-2 complete" in out, out
+    assert "stopped before another trial: the time budget" in out, out
+    this_run = seconds()[2:]
+    assert sum(this_run) <= budget + max(seconds()), (budget, this_run)  # overrun <= 1 trial
+    assert "s-2" in {rev.get("name") for rev in experiments(sh, project)}
+
+    out = sh(project, *tune, "--apply")
+    best = json.loads((project / "tune/s/best.json").read_text())
+    applied = yaml.safe_load((project / "params.yaml").read_text())
+    assert applied["train"]["learning_rate"] == best["values"]["train.learning_rate"]
+    assert "dvc repro" in out and "test split" in out, out

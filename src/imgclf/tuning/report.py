@@ -17,7 +17,7 @@ def table(study: Any, name: str) -> str:
 
     Pruned and failed trials are listed too: DVC keeps no killed run, so this (and the
     study's journal) is their only record."""
-    rows = [f"tune: study {name}: {len(study.trials)} trials "
+    rows = [f"tune: study {name}: {_trials(len(study.trials))} "
             f"({_count(study, 'COMPLETE')} complete, {_count(study, 'PRUNED')} pruned, "
             f"{_count(study, 'FAIL')} failed)",
             f"  {'trial':<8}{'state':<10}{'val acc':>8}{'seconds':>9}  params drawn"]
@@ -29,7 +29,25 @@ def table(study: Any, name: str) -> str:
         rows.append(f"  {name}-{t.number:<{max(1, 7 - len(name))}}"[:10].ljust(10)
                     + f"{t.state.name.lower():<10}{value:>8}{seconds!s:>9}  {drawn}")
     rows.append("  (pruned: the last val accuracy reported before it was stopped, in brackets)")
+    rows.append(costs(study))
     return "\n".join(rows)
+
+
+def costs(study: Any) -> str:
+    """The mean seconds of a trial that computed its feature set and of one that reused
+    the cached one (complete trials only: a pruned one stopped early)."""
+    parts = []
+    for new, what in ((True, "computing its features"), (False, "reusing cached features")):
+        took = [t.user_attrs["seconds"] for t in study.trials
+                if t.state.name == "COMPLETE" and "seconds" in t.user_attrs
+                and bool(t.user_attrs.get("new_features")) == new]
+        if took:
+            parts.append(f"{sum(took) / len(took):.0f} s {what} ({_trials(len(took))})")
+    return "tune: cost per trial: " + ("; ".join(parts) or "-")
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
 
 
 def _count(study: Any, state: str) -> int:

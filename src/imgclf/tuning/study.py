@@ -292,7 +292,7 @@ def run(opts: Options) -> int:
             new = bool(old.user_attrs.get("new_features"))
             budget.cost[new] = max(budget.cost.get(new, 0.0), old.user_attrs["seconds"])
     before = len(study.trials)
-    state = f"continued, {before} trials so far" if before else "new"
+    state = f"continued, {before} trial{'s' * (before != 1)} so far" if before else "new"
     print(f"tune: study {opts.study} ({state}), "
           f"storage {storage_path(opts).relative_to(repo)}; outer loop over "
           f"{', '.join(outer) or 'nothing (every trial reuses one feature set)'}")

@@ -39,15 +39,15 @@ def run_batch(opts: Any, study: Any, space: Space, layout: trials.Layout,
     """Queue ``size`` trials, run them ``opts.jobs`` at a time, tell the study."""
     from imgclf.tuning.study import ask, values_of
 
-    batch = []
-    for _ in range(size):
+    batch = {}
+    for index in range(size):
         t, new = ask(study, space, outer)
         values = {**values_of(t, space), "wandb.group": opts.study}
         name = f"{opts.study}-{t.number}"
         log = opts.folder / "logs" / f"{name}.log"
-        show.start(name, new, values, log)
+        show.start(name, new, values, log, index)
         trials.queue(opts.repo, name, values, log)
-        batch.append((t, new, name, values, log))
+        batch[name] = (t, new, log)
     start = time.time()
     subprocess.run(trials.dvc("queue", "start", "--jobs", str(opts.jobs)), cwd=opts.repo,
                    capture_output=True, check=False)
@@ -55,19 +55,18 @@ def run_batch(opts: Any, study: Any, space: Space, layout: trials.Layout,
 
 
 def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
-          batch: list[tuple[Any, bool, str, dict[str, Any], Any]], start: float) -> None:
+          pending: dict[str, tuple[Any, bool, Any]], start: float) -> None:
     """Report the running trials' curves, prune, and tell each trial as it ends."""
     import optuna
 
     seen: dict[str, int] = {}
-    pending = {name: item for item in batch for name in [item[2]]}
     while pending:
         time.sleep(trials.POLL_S)
         states = trials.queue_states(opts.repo)
-        for name, (t, new, _, values, log) in list(pending.items()):
+        for name, (t, new, log) in list(pending.items()):
             state = states.get(name, "Queued")
             if state == "Running":
-                copy = trials.copy_of(opts.repo, values)
+                copy = trials.copy_of(opts.repo, name)
                 curve = trials.read_curve(copy / layout.curve, start) if copy else []
                 for step, value in curve[seen.get(name, 0):]:
                     show.epoch(name, step, value)

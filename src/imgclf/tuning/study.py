@@ -207,16 +207,19 @@ class Progress:
             return "best val -"
         return f"best val {b.value:.4f} (#{b.number})"
 
-    def head(self) -> str:
+    def head(self, queued: int = 0) -> str:
         total = f"/{self.budget.trials}" if self.budget.trials is not None else ""
         left = self.budget.left()
         when = f" | {_clock(max(left, 0))} left" if left is not None else ""
-        return f"[{self.budget.done + 1}{total}] {self.best()}{when}"
+        return f"[{self.budget.done + queued + 1}{total}] {self.best()}{when}"
 
-    def start(self, name: str, new: bool, values: dict[str, Any], log: Path) -> None:
+    def start(self, name: str, new: bool, values: dict[str, Any], log: Path,
+              queued: int = 0) -> None:
+        """The line of a trial starting (``queued``: trials of its batch before it)."""
         kind = "computes its feature set" if new else "reuses the feature set"
         shown = " ".join(f"{k}={trials.hydra_value(k, v)}" for k, v in values.items())
-        print(f"tune: {self.head()} | {name} {kind}: {shown}\n      log: {log}", flush=True)
+        print(f"tune: {self.head(queued)} | {name} {kind}: {shown}\n      log: {log}",
+              flush=True)
 
     def epoch(self, name: str, step: int, value: float) -> None:
         print(f"tune:   {name} epoch {step + 1}: val accuracy {value:.4f}", flush=True)

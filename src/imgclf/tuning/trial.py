@@ -9,7 +9,7 @@ than the trial's start, and only whole lines of it, so a curve left by the previ
 trial or a line half written is never taken for this trial's.
 
 With ``--jobs`` above 1 the trials go through DVC's queue: each runs in its own
-temporary copy under ``.dvc/tmp/exps/``, found by its params.yaml.
+temporary copy under ``.dvc/tmp/exps/``, found by DVC's executor info.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from typing import Any
 import yaml
 
 from imgclf.recipe import hydra_value
-from imgclf.tuning.space import nested
 
 POLL_S = 2.0  # how often a running trial's curve is read
 STOP_GRACE_S = 30.0  # after SIGINT, how long DVC may take to clean up before SIGKILL
@@ -176,29 +175,17 @@ def queue_states(repo: Path) -> dict[str, str]:
     return states
 
 
-def running_copies(repo: Path) -> Iterator[Path]:
-    """The temporary workspaces of the queue's running experiments."""
-    yield from (p for p in (repo / ".dvc" / "tmp" / "exps").glob("**/params.yaml")
-                if "cache" not in p.parts)
-
-
-def copy_of(repo: Path, values: dict[str, Any]) -> Path | None:
-    """The running copy whose params.yaml holds ``values`` (a queued trial's workspace)."""
-    want = nested(values)
-    for params in running_copies(repo):
+def copy_of(repo: Path, name: str) -> Path | None:
+    """The temporary workspace of the queued experiment ``name`` while it runs: DVC's
+    executor info (``.dvc/tmp/exps/run/<rev>/<rev>.run``, JSON) names it and its folder."""
+    for info_file in (repo / ".dvc" / "tmp" / "exps" / "run").glob("*/*.run"):
         try:
-            have = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
             continue
-        if _holds(have, want):
-            return params.parent
+        if info.get("name") == name and info.get("root_dir"):
+            return Path(info["root_dir"])
     return None
-
-
-def _holds(have: Any, want: Any) -> bool:
-    if isinstance(want, dict):
-        return isinstance(have, dict) and all(_holds(have.get(k), v) for k, v in want.items())
-    return have == want
 
 
 def queue_result(repo: Path, name: str, layout: Layout) -> float | None:

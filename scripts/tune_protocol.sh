@@ -5,7 +5,8 @@
 # 2. imgclf tune --time BUDGET (val only, recipes/tune.yaml);
 # 3. imgclf tune --apply, then the same runs as 1 with the tuned params.
 # Every line it prints that starts with "RESULT" is one test accuracy; the log of each
-# step is under tune/protocol/.
+# step is under tune/protocol/. STUDY=name names the study (default tune);
+# SKIP_DEFAULTS=1 leaves step 1 out (already measured).
 set -euo pipefail
 budget=$1; shift
 mkdir -p tune/protocol
@@ -27,11 +28,14 @@ scored() {  # $1: defaults|tuned; the rest: seeds
     echo "RESULT $kind seed $seed test accuracy $(acc "$name") ($((SECONDS - start)) s)"
   done
 }
-cp params.yaml tune/protocol/params.defaults.yaml
-scored defaults "$@"
+study=${STUDY:-tune}
+if [ -z "${SKIP_DEFAULTS:-}" ]; then
+  cp params.yaml tune/protocol/params.defaults.yaml
+  scored defaults "$@"
+fi
 cp tune/protocol/params.defaults.yaml params.yaml  # the tune starts from the defaults
 start=$SECONDS
-imgclf tune --time "$budget" --study tune 2>&1 | tee tune/protocol/tune.log
+imgclf tune --time "$budget" --study "$study" 2>&1 | tee "tune/protocol/$study.log"
 echo "RESULT tune took $((SECONDS - start)) s"
-imgclf tune --study tune --apply | tee tune/protocol/apply.log
+imgclf tune --study "$study" --apply | tee "tune/protocol/$study-apply.log"
 scored tuned "$@"

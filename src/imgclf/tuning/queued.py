@@ -59,20 +59,22 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
     """Report the running trials' curves, prune, and tell each trial as it ends."""
     import optuna
 
-    seen: dict[str, int] = {}
+    watches: dict[str, trials.Watch] = {}
     while pending:
         time.sleep(trials.POLL_S)
         states = trials.queue_states(opts.repo)
         for name, (t, new, log) in list(pending.items()):
             state = states.get(name, "Queued")
             if state == "Running":
-                copy = trials.copy_of(opts.repo, name)
-                curve = trials.read_curve(copy / layout.curve, start) if copy else []
-                for step, value in curve[seen.get(name, 0):]:
+                found = trials.copy_of(opts.repo, name)
+                points = []
+                if found:
+                    watch = watches.setdefault(name, trials.Watch(found[1]))
+                    points = watch.new_points(found[0] / layout.curve)
+                for step, value in points:
                     show.epoch(name, step, value)
                     t.report(value, step)
-                seen[name] = len(curve)
-                if curve and t.should_prune():
+                if points and t.should_prune():
                     subprocess.run(trials.dvc("queue", "kill", name), cwd=opts.repo,
                                    capture_output=True, check=False)
                     state = "Pruned"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -300,6 +301,9 @@ def run(opts: Options) -> int:
           f"storage {storage_path(opts).relative_to(repo)}; outer loop over "
           f"{', '.join(outer) or 'nothing (every trial reuses one feature set)'}")
     saved = _tracked_texts(repo, opts.params)
+    # A SIGTERM ends the tune as Ctrl-C does: the running trial is stopped, the files
+    # restored (the CLI reports the interruption).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if opts.jobs > 1:
             from imgclf.tuning import queued
@@ -313,6 +317,10 @@ def run(opts: Options) -> int:
     finally:
         _restore(repo, saved)
     return finish(opts, study)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _tracked_texts(repo: Path, params: str) -> dict[Path, str]:

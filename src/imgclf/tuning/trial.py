@@ -4,9 +4,10 @@ The experiment runs the pipeline's own stages up to ``train`` (so a trial never 
 the test split nor exports), with the trial's params as ``-S`` flags. While it runs,
 the train stage's DVCLive val-accuracy curve (one line per epoch) is read as it grows
 and handed to the pruner; a pruned trial's DVC process is interrupted, and DVC keeps
-no killed run, so the study alone records it. The file is only read once it is newer
-than the trial's start, and only whole lines of it, so a curve left by the previous
-trial or a line half written is never taken for this trial's.
+no killed run, so the study alone records it. The curve is read only once DVC's log
+of the trial says the train stage is running, only if the file is newer than that, and
+only whole lines of it: DVC restores the committed curve (the baseline's, git-tracked)
+when it sets the experiment up, and that must never be taken for this trial's.
 
 With ``--jobs`` above 1 the trials go through DVC's queue: each runs in its own
 temporary copy under ``.dvc/tmp/exps/``, found by DVC's executor info.
@@ -71,6 +72,34 @@ def set_flags(values: dict[str, Any]) -> list[str]:
     return flags
 
 
+TRAIN_STARTED = f"Running stage '{TARGET}'"  # DVC's log line as the stage starts
+
+
+def train_started(log: Path) -> bool:
+    """Whether DVC's output ``log`` says the train stage has started."""
+    try:
+        return TRAIN_STARTED in log.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return False
+
+
+class Watch:
+    """A trial's val curve as it grows: new (step, accuracy) pairs since the last look."""
+
+    def __init__(self, log: Path) -> None:
+        self.log, self.seen = log, 0
+        self.since: float | None = None
+
+    def new_points(self, curve: Path) -> list[tuple[int, float]]:
+        if self.since is None:
+            if not train_started(self.log):
+                return []
+            self.since = time.time() - POLL_S  # the line appeared within the last poll
+        points = read_curve(curve, self.since)
+        fresh, self.seen = points[self.seen:], max(self.seen, len(points))
+        return fresh
+
+
 def read_curve(path: Path, since: float) -> list[tuple[int, float]]:
     """``[(step, val accuracy), ...]`` from a DVCLive .tsv newer than ``since``; whole
     lines only."""
@@ -122,27 +151,39 @@ def run_in_workspace(repo: Path, name: str, values: dict[str, Any], layout: Layo
     with log.open("w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, cwd=repo, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own group: stopped as one
-        last, pruned = None, False
-        seen = 0
-        while proc.poll() is None:
-            time.sleep(POLL_S)
-            curve = read_curve(repo / layout.curve, start)
-            for step, value in curve[seen:]:
-                last = value
-                if report(step, value):
-                    pruned = True
-            seen = len(curve)
-            if pruned:
-                stop(proc)
-                return Outcome("pruned", last, time.time() - start, log)
+        try:
+            last = _follow(proc, Watch(log), repo / layout.curve, report)
+        except BaseException:  # Ctrl-C or SIGTERM of the tune: the trial stops with it
+            stop(proc)
+            raise
+        if proc.poll() is None:  # pruned
+            stop(proc)
+            return Outcome("pruned", last, time.time() - start, log)
     if proc.returncode != 0:
         return Outcome("failed", None, time.time() - start, log)
     summary = json.loads((repo / layout.summary).read_text(encoding="utf-8"))
     return Outcome("complete", val_accuracy(summary), time.time() - start, log)
 
 
+def _follow(proc: subprocess.Popen, watch: Watch, curve: Path, report: Report) -> float | None:
+    """Report each new epoch until the trial ends or the pruner says stop; the last
+    val accuracy reported."""
+    last = None
+    while proc.poll() is None:
+        time.sleep(POLL_S)
+        pruned = False
+        for step, value in watch.new_points(curve):
+            last = value
+            pruned = report(step, value) or pruned
+        if pruned:
+            break
+    return last
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Interrupt DVC (Ctrl-C: it stops the stage and cleans up), then kill if it hangs."""
+    if proc.poll() is not None:
+        return
     os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.wait(STOP_GRACE_S)
@@ -175,16 +216,17 @@ def queue_states(repo: Path) -> dict[str, str]:
     return states
 
 
-def copy_of(repo: Path, name: str) -> Path | None:
-    """The temporary workspace of the queued experiment ``name`` while it runs: DVC's
-    executor info (``.dvc/tmp/exps/run/<rev>/<rev>.run``, JSON) names it and its folder."""
+def copy_of(repo: Path, name: str) -> tuple[Path, Path] | None:
+    """The temporary workspace of the queued experiment ``name`` while it runs, and its
+    DVC log: DVC's executor info (``.dvc/tmp/exps/run/<rev>/<rev>.run``, JSON) names
+    the experiment and its folder; ``<rev>.out`` beside it is its output."""
     for info_file in (repo / ".dvc" / "tmp" / "exps" / "run").glob("*/*.run"):
         try:
             info = json.loads(info_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
         if info.get("name") == name and info.get("root_dir"):
-            return Path(info["root_dir"])
+            return Path(info["root_dir"]), info_file.with_suffix(".out")
     return None
 
 

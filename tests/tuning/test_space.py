@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.params import ParamsError, load_params
+from imgclf.params import ParamsError, load_params, merge, read_yaml
 from imgclf.tuning.report import write_params
 from imgclf.tuning.space import load_space
 
@@ -55,6 +55,18 @@ def test_default_space_is_valid_and_drops_absent_backbones(tmp_path: Path) -> No
     backbone = next(d for d in space.dims if d.key == "backbone")
     assert backbone.choices == ("mobilenet_v2@0.35",)
     assert "mobilenet_v2@0.5" in space.dropped
+
+
+def test_a_study_starts_from_the_params_values_inside_the_space(tmp_path: Path) -> None:
+    (tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5").touch()
+    space = load_space(REPO / "recipes" / "tune.yaml", REPO / "params.yaml", (tmp_path,))
+    params = read_yaml(REPO / "params.yaml")
+    start = space.baseline(params)
+    assert set(start) == {d.key for d in space.dims}  # the defaults lie inside it
+    assert start["backbone"] == f"mobilenet_v2@{params['model']['alpha']:g}"
+    assert start["train.class_weight"] == params["train"]["class_weight"]
+    outside = merge(params, {"train": {"epochs": 99}})
+    assert "train.epochs" not in space.baseline(outside)  # beyond high: TPE draws it
 
 
 def test_apply_keeps_the_comments_and_checks_the_result(tmp_path: Path) -> None:

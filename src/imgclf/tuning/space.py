@@ -85,6 +85,19 @@ class Space:
             values.update(expand(dim.key, dim.suggest(trial)))
         return values
 
+    def baseline(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The values ``params`` (params.yaml, nested) has for the searched keys, as Optuna
+        params: those inside the space only (a study starts from them)."""
+        out = {}
+        for dim in self.dims:
+            value = _baseline_value(dim.key, params)
+            inside = (value in dim.choices if dim.choices else
+                      isinstance(value, int | float) and not isinstance(value, bool)
+                      and dim.low <= value <= dim.high and (not dim.is_int or type(value) is int))
+            if value is not None and inside:
+                out[dim.key] = value
+        return out
+
     def outer(self, outer_keys: frozenset[str]) -> tuple[str, ...]:
         """The searched keys (Optuna names) that change the feature set."""
         return tuple(d.key for d in self.dims if d.key == BACKBONE or is_outer(d.key, outer_keys))
@@ -96,6 +109,18 @@ def is_outer(key: str, outer_keys: frozenset[str]) -> bool:
     if key.startswith(CACHE_BREAKING_PREFIX) or key == BACKBONE:
         return True
     return any(key == k or key.startswith(k + ".") for k in outer_keys)
+
+
+def _baseline_value(key: str, params: dict[str, Any]) -> Any:
+    """``key``'s value in the nested ``params`` (``backbone``: ``arch@alpha``), or None."""
+    if key == BACKBONE:
+        model = params.get("model") or {}
+        arch, alpha = model.get("arch"), model.get("alpha")
+        return f"{arch}@{alpha:g}" if arch == "mobilenet_v2" and alpha else arch
+    node: Any = params
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def expand(key: str, value: Any) -> dict[str, Any]:

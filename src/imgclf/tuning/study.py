@@ -31,6 +31,7 @@ import yaml
 
 from imgclf import fsutil
 from imgclf.errors import UserError
+from imgclf.params import read_yaml
 from imgclf.tuning import trial as trials
 from imgclf.tuning.space import Space, load_space
 
@@ -139,6 +140,21 @@ def open_study(opts: Options, expected: int) -> Any:
         storage.set_trial_state_values(old._trial_id, optuna.trial.TrialState.FAIL)
     set_sampler(study, opts.seed, expected)
     return study
+
+
+def start_from_baseline(study: Any, space: Space, params: Path) -> None:
+    """Make a new study's first trial params.yaml's own values (those inside the space):
+    the defaults are then one of the points TPE compares, and the best trial found is
+    at least as good on val as they are."""
+    if study.trials:
+        return
+    raw = read_yaml(params)
+    start = space.baseline(raw if isinstance(raw, dict) else {})
+    if start:
+        study.enqueue_trial(start, user_attrs={"baseline": True}, skip_if_exists=True)
+        rest = [d.key for d in space.dims if d.key not in start]
+        print(f"tune: trial 0 is {params.name}'s own values of {', '.join(start)}"
+              + (f"; TPE draws {', '.join(rest)} (outside the space there)" if rest else ""))
 
 
 def startup_trials(expected: int) -> int:
@@ -290,12 +306,13 @@ def run(opts: Options) -> int:
     outer = space.outer(outer_keys(repo))
     layout = trials.Layout.of(repo)
     study = open_study(opts, expected_trials(opts, None))
+    start_from_baseline(study, space, repo / opts.params)
     budget = Budget(opts.trials, opts.seconds)
     for old in study.trials:  # a continued study: the cost of its trials so far
         if "seconds" in old.user_attrs:
             new = bool(old.user_attrs.get("new_features"))
             budget.cost[new] = max(budget.cost.get(new, 0.0), old.user_attrs["seconds"])
-    before = len(study.trials)
+    before = sum(1 for t in study.trials if t.state.name != "WAITING")
     state = f"continued, {before} trial{'s' * (before != 1)} so far" if before else "new"
     print(f"tune: study {opts.study} ({state}), "
           f"storage {storage_path(opts).relative_to(repo)}; outer loop over "

@@ -6,14 +6,18 @@ repo, is tests/test_pipeline.py::test_tune_runs_a_study_of_experiments_that_resu
 
 from __future__ import annotations
 
+import math
 import shutil
+from io import StringIO
 from pathlib import Path
 
 import pytest
+import yaml
 
 from imgclf.params import ParamsError, load_params, merge, read_yaml
 from imgclf.tuning.report import write_params
 from imgclf.tuning.space import load_space
+from imgclf.tuning.trial import dvc_float
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,11 +77,22 @@ def test_apply_keeps_the_comments_and_checks_the_result(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
     write_params(params, {"train.learning_rate": 0.0042, "train.fine_tune.layers": 40,
-                          "model.alpha": 0.35})
+                          "model.alpha": 0.35, "train.fine_tune.learning_rate": 2e-05})
     text = params.read_text()
     assert "# Every choice of the pipeline" in text and "# pixels a side" in text
     loaded = load_params(params)
     assert (loaded.train.learning_rate, loaded.train.fine_tune.layers) == (0.0042, 40)
+    assert loaded.train.fine_tune.learning_rate == 2e-05  # "2e-05" would read as a string
     with pytest.raises(ParamsError, match=r"train\.label_smoothing: needs train\.loss"):
         write_params(params, {"train.label_smoothing": 0.1})
     assert load_params(params).train.label_smoothing == 0.0  # left as it was
+
+
+def test_a_float_flag_reads_back_as_a_float_after_dvc_writes_it() -> None:
+    from ruamel.yaml import YAML
+
+    for value in (2e-05, 1e-07, 0.003, 3.0012e-06):
+        out = StringIO()
+        YAML().dump({"x": dvc_float(value)}, out)  # as DVC writes a -S value
+        read = yaml.safe_load(out.getvalue())["x"]
+        assert isinstance(read, float) and math.isclose(read, value, rel_tol=1e-12), read

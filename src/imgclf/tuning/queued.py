@@ -91,6 +91,7 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
             t.set_user_attr("seconds", round(seconds, 1))
             t.set_user_attr("new_features", new)
             study.tell(t, value if kind == "complete" else None, state=tstate)
-            budget.record(new, seconds)
-            show.end(name, trials.Outcome(kind, value, seconds, log))
+            outcome = trials.Outcome(kind, value, seconds, log)
+            budget.record(new, outcome)
+            show.end(name, outcome)
             del pending[name]

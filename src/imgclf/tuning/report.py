@@ -84,6 +84,14 @@ def best_lines(found: dict[str, Any], opts: Any) -> str:
         "baseline's: trials stop after train)"])
 
 
+def _float_with_a_dot(representer: Any, value: float) -> Any:
+    text = repr(value)
+    if "e" in text and "." not in text:
+        mantissa, _, exponent = text.partition("e")
+        text = f"{mantissa}.0e{exponent}"
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+
 def write_params(path: Path, values: dict[str, Any]) -> None:
     """Set ``values`` (dotted keys) in the params file, keeping its comments and order;
     the result is validated before it replaces the file."""
@@ -91,6 +99,9 @@ def write_params(path: Path, values: dict[str, Any]) -> None:
 
     yaml = YAML()  # round trip: comments, order and layout stay
     yaml.preserve_quotes = True
+    # ruamel writes 2e-05 without a dot, which YAML 1.1 (the stages' loader) reads as a
+    # string: every float goes out in a form with one.
+    yaml.representer.add_representer(float, _float_with_a_dot)
     with path.open(encoding="utf-8") as f:
         doc = yaml.load(f)
     for key, value in values.items():

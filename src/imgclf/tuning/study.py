@@ -38,6 +38,7 @@ from imgclf.tuning.space import Space, load_space
 TUNE_DIR = "tune"  # under the project, git-ignored: the studies' storage, logs and plots
 OUTER_STAGES = ("pretrained", "split", "features")  # their params change the features
 MIN_STARTUP, MAX_STARTUP = 2, 10
+MAX_FAILED_IN_A_ROW = 3  # then something is wrong with the project, not the params
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Budget:
     start: float = field(default_factory=time.time)
     done: int = 0
     cost: dict[bool, float] = field(default_factory=dict)  # new features? -> longest seconds
+    failed_in_a_row: int = 0
+    last_log: Path | None = None
 
     def left(self) -> float | None:
         return None if self.seconds is None else self.seconds - (time.time() - self.start)
@@ -89,6 +92,9 @@ class Budget:
         """Why no further trial starts, or None."""
         if self.trials is not None and self.done >= self.trials:
             return f"{self.trials} trials run"
+        if self.failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+            return (f"{self.failed_in_a_row} trials in a row failed; the last one's log: "
+                    f"{self.last_log}")
         left = self.left()
         need = self.estimate(new_features) * math.ceil(batch / jobs)
         if left is not None and (left <= 0 or need > left):
@@ -96,9 +102,11 @@ class Budget:
                     f"~{_clock(need)}")
         return None
 
-    def record(self, new_features: bool, seconds: float) -> None:
+    def record(self, new_features: bool, outcome: trials.Outcome) -> None:
         self.done += 1
-        self.cost[new_features] = max(self.cost.get(new_features, 0.0), seconds)
+        self.cost[new_features] = max(self.cost.get(new_features, 0.0), outcome.seconds)
+        self.failed_in_a_row = self.failed_in_a_row + 1 if outcome.state == "failed" else 0
+        self.last_log = outcome.log
 
 
 def _clock(seconds: float) -> str:
@@ -278,7 +286,7 @@ def run_workspace_trial(opts: Options, study: Any, space: Space, layout: trials.
                                                            optuna.trial.TrialState.FAIL)
     study.tell(t, outcome.value if state == optuna.trial.TrialState.COMPLETE else None,
                state=state)
-    budget.record(new, outcome.seconds)
+    budget.record(new, outcome)
     show.end(name, outcome)
     return True
 

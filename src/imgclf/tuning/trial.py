@@ -16,6 +16,7 @@ temporary copy under ``.dvc/tmp/exps/``, found by DVC's executor info.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -64,10 +65,23 @@ class Layout:
         return cls(curves[0], summary)
 
 
+def dvc_float(value: float) -> float:
+    """``value``, or the float next to it when its shortest form has no ``.`` (``2e-05``).
+
+    DVC writes a ``-S`` float into params.yaml in that shortest form, and YAML 1.1 (which
+    the stages read) takes ``2e-05`` for a string; the next float's form has a dot."""
+    text = repr(value)
+    if "e" in text and "." not in text:
+        return math.nextafter(value, math.inf)
+    return value
+
+
 def set_flags(values: dict[str, Any]) -> list[str]:
     """``-S key=value`` for each param."""
     flags: list[str] = []
     for key, value in values.items():
+        if isinstance(value, float):
+            value = dvc_float(value)
         flags += ["-S", f"{key}={hydra_value(key, value)}"]
     return flags
 

@@ -22,8 +22,10 @@ def table(study: Any, name: str) -> str:
             f"{_count(study, 'FAIL')} failed)",
             f"  {'trial':<8}{'state':<10}{'val acc':>8}{'seconds':>9}  params drawn"]
     for t in study.trials:
-        value = f"{t.value:.4f}" if t.value is not None else (
-            f"({_last(t):.4f})" if _last(t) is not None else "-")
+        last = _last(t)
+        # Optuna gives a pruned trial its last reported value: shown apart, in brackets.
+        value = (f"({last:.4f})" if t.state.name == "PRUNED" and last is not None
+                 else f"{t.value:.4f}" if t.value is not None else "-")
         seconds = t.user_attrs.get("seconds", "-")
         drawn = " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
         rows.append(f"  {name}-{t.number:<{max(1, 7 - len(name))}}"[:10].ljust(10)

@@ -17,10 +17,11 @@ def table(study: Any, name: str) -> str:
 
     Pruned and failed trials are listed too: DVC keeps no killed run, so this (and the
     study's journal) is their only record."""
+    width = len(f"{name}-{len(study.trials)}") + 2
     rows = [f"tune: study {name}: {_trials(len(study.trials))} "
             f"({_count(study, 'COMPLETE')} complete, {_count(study, 'PRUNED')} pruned, "
             f"{_count(study, 'FAIL')} failed)",
-            f"  {'trial':<8}{'state':<10}{'val acc':>8}{'seconds':>9}  params drawn"]
+            f"  {'trial':<{width}}{'state':<10}{'val acc':>8}{'seconds':>9}  params drawn"]
     for t in study.trials:
         last = _last(t)
         # Optuna gives a pruned trial its last reported value: shown apart, in brackets.
@@ -28,8 +29,8 @@ def table(study: Any, name: str) -> str:
                  else f"{t.value:.4f}" if t.value is not None else "-")
         seconds = t.user_attrs.get("seconds", "-")
         drawn = " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
-        rows.append(f"  {name}-{t.number:<{max(1, 7 - len(name))}}"[:10].ljust(10)
-                    + f"{t.state.name.lower():<10}{value:>8}{seconds!s:>9}  {drawn}")
+        rows.append(f"  {f'{name}-{t.number}':<{width}}{t.state.name.lower():<10}"
+                    f"{value:>8}{seconds!s:>9}  {drawn}")
     rows.append("  (pruned: the last val accuracy reported before it was stopped, in brackets)")
     rows.append(costs(study))
     return "\n".join(rows)

@@ -53,6 +53,9 @@ LAYERS = (
     ("imgclf.training", "imgclf.inference"),
     ("imgclf.evaluation", "imgclf.export", "imgclf.serving", "imgclf.api", "imgclf.audit"),
     ("imgclf.pr_report", "imgclf.recipe", "imgclf.summary"),
+    # imgclf tune: runs the pipeline as DVC experiments (subprocesses), writes params
+    # as the recipe command does.
+    ("imgclf.tuning",),
     ("imgclf.cli",),
     ("imgclf.__main__",),
 )

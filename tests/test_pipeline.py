@@ -303,3 +303,53 @@ def test_a_typo_in_set_param_stops_the_stage(project: Path,
     # DVC refuses an unknown key by itself; forcing it in with "+" reaches our check.
     assert "Could not override 'train.optimiser'" in exp_run("train.optimiser=sgd")
     assert "train.optimiser: unknown key" in exp_run("+train.optimiser=sgd")
+
+
+TUNE_SPACE = """\
+fixed: {wandb.enabled: false}
+search:
+  train.learning_rate: {low: 1.0e-3, high: 1.0e-2, log: true}
+  train.epochs: {low: 1, high: 2}
+  model.dropout: {low: 0.0, high: 0.3}
+"""
+
+
+def test_tune_runs_a_study_of_experiments_that_resumes_and_applies(project: Path,
+                                                                   sh: Sh) -> None:
+    # imgclf tune (docs/tuning.md): each trial a `dvc exp run` up to train; a second run
+    # continues the study within its time budget; --apply writes the best trial's params.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    (project / "space.yaml").write_text(TUNE_SPACE)
+    before = (project / "params.yaml").read_text()
+    tune = ("imgclf", "tune", "--space", "space.yaml", "--study", "s")
+    out = sh(project, *tune, "--trials", "1")
+    assert "study s (new)" in out and "1 trial (1 complete, 0 pruned, 0 failed)" in out, out
+    assert (project / "params.yaml").read_text() == before  # the tune leaves it as it was
+
+    def seconds() -> list[float]:
+        storage = JournalStorage(JournalFileBackend(str(project / "tune/s/study.journal")))
+        return [t.user_attrs["seconds"] for t in optuna.load_study(
+            study_name="s", storage=storage).trials]
+
+    # A budget that holds about one more trial like the one so far.
+    budget = 1.5 * seconds()[0]
+    out = sh(project, *tune, "--trials", "4", "--time", f"{budget:.0f}s")
+    assert "continued, 1 trial so far" in out and "s-1 complete" in out, out
+    assert "stopped before another trial: the time budget" in out, out
+    assert sum(seconds()[1:]) <= budget + max(seconds()), (budget, seconds())  # <= 1 over
+    shown = {rev.get("name"): rev["data"] for rev in experiments(sh, project)}
+    assert {"s-0", "s-1"} <= shown.keys(), shown.keys()
+    # W&B groups the trials under the study
+    assert shown["s-1"]["params"]["params.yaml"]["data"]["wandb"]["group"] == "s"
+    assert "-S train.learning_rate=" in out, out  # the best trial's flags
+    assert all((project / "tune/s" / f"{n}.png").stat().st_size > 1000
+               for n in ("history", "importances"))
+
+    out = sh(project, *tune, "--apply")
+    best = json.loads((project / "tune/s/best.json").read_text())
+    applied = yaml.safe_load((project / "params.yaml").read_text())
+    assert applied["train"]["learning_rate"] == best["values"]["train.learning_rate"]
+    assert "dvc repro" in out and "test split" in out, out

@@ -46,6 +46,7 @@ and, beside the pipeline:
   serve       an HTTP API and a web page that classify uploaded photos
   report      compare params, metrics and plots with a git revision (--base main)
   recipe      print a recipe file's params as dvc exp run flags (make scratch)
+  tune        search params within a budget, every trial a DVC experiment
 
 `imgclf evaluate --data FOLDER` scores the model on any folder of class sub-folders.
 
@@ -144,6 +145,29 @@ def _recipe(args: argparse.Namespace) -> None:
     from imgclf.recipe import set_param_flags
 
     print(" ".join(set_param_flags(args.recipe, args.params)))
+
+
+def _duration(text: str) -> float:
+    """``20m``, ``90s``, ``1h`` or plain seconds, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a duration such as 20m, 90s "
+                                         "or 1h") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be above 0")
+    return seconds
+
+
+def _tune(args: argparse.Namespace) -> int:
+    load_params(args.params)  # a bad params.yaml stops here, before any trial
+    from imgclf.tuning import study
+
+    opts = study.Options(Path.cwd(), Path(args.space), args.study, args.trials, args.time,
+                         args.jobs, args.pruner, args.seed, args.params, args.apply)
+    return study.apply_best(opts) if args.apply else study.run(opts)
 
 
 def _params_or_defaults(path: str) -> Params:
@@ -430,6 +454,34 @@ def _add_recipe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", metavar="FILE", help="the recipe file")
 
 
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    from imgclf.tuning.study import TUNE_DIR
+
+    p = _command(sub, "tune", _tune, "search params within a budget, every trial a DVC "
+                 "experiment", "Run an Optuna study over the search space --space: each "
+                 "trial is `dvc exp run -n STUDY-N -S ...` up to the train stage, scored on "
+                 "val accuracy, pruned early when it falls behind. The study lives in "
+                 f"{TUNE_DIR}/STUDY/ and a second run continues it; --apply writes the best "
+                 "trial's params into params.yaml. See docs/tuning.md.")
+    _add_params(p)
+    p.add_argument("--space", default="recipes/tune.yaml", metavar="FILE",
+                   help="the search space")
+    p.add_argument("--study", default="tune", metavar="NAME",
+                   help="the study (its experiments are NAME-0, NAME-1, ...)")
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="run at most N new trials (default: as many as --time allows)")
+    p.add_argument("--time", type=_duration, default=None, metavar="DURATION",
+                   help="start no trial the time left would not hold, e.g. 20m")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="trials in parallel through the DVC queue")
+    p.add_argument("--pruner", choices=("median", "halving"), default="median",
+                   help="stop trials whose val accuracy falls behind: the median rule or "
+                   "successive halving")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument("--apply", action="store_true",
+                   help="write the best trial's params into --params, run nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imgclf", description=DESCRIPTION,
@@ -445,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     pr_report.add_parser(sub)
     _add_recipe(sub)
+    _add_tune(sub)
     summary.add_parser(sub)
     return parser
 

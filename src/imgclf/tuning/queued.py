@@ -68,9 +68,10 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
             if state == "Running":
                 found = trials.copy_of(opts.repo, name)
                 points = []
-                if found:
-                    watch = watches.setdefault(name, trials.Watch(found[1]))
-                    points = watch.new_points(found[0] / layout.curve)
+                if found and (found[0] / "dvc.yaml").is_file():
+                    if name not in watches:
+                        watches[name] = trials.queued_watch(found[0])
+                    points = watches[name].new_points(found[0] / layout.curve)
                 for step, value in points:
                     show.epoch(name, step, value)
                     t.report(value, step)

@@ -20,11 +20,12 @@ from imgclf.tuning.space import Space
 def run_batches(opts: Any, study: Any, space: Space, layout: trials.Layout,
                 outer: tuple[str, ...], budget: Any, show: Any) -> None:
     """Run batches until the budget stops them."""
-    from imgclf.tuning.study import _next_is_new
+    from imgclf.tuning.study import _next_is_new, left_in_block
 
     while True:
         new = _next_is_new(study, space, outer)
-        size = 1 if new else opts.jobs
+        # A new feature set's first trial runs alone; a batch never crosses a block.
+        size = 1 if new else min(opts.jobs, left_in_block(study, space, outer))
         if budget.trials is not None:
             size = min(size, budget.trials - budget.done)
         why = budget.why_stop(new, size, opts.jobs)

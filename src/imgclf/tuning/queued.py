@@ -65,7 +65,8 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
         time.sleep(trials.POLL_S)
         states = trials.queue_states(opts.repo)
         for name, (t, new, log) in list(pending.items()):
-            state = states.get(name, "Queued")
+            # Unknown while DVC's status waits on the workers: the copy tells it runs.
+            state = states.get(name, "Queued") if states is not None else "Running"
             if state == "Running":
                 found = trials.copy_of(opts.repo, name)
                 points = []

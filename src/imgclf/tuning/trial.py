@@ -220,10 +220,17 @@ def queue(repo: Path, name: str, values: dict[str, Any], log: Path) -> None:
         subprocess.run(cmd, cwd=repo, stdout=out, stderr=subprocess.STDOUT, check=True)
 
 
-def queue_states(repo: Path) -> dict[str, str]:
-    """``{experiment name: Queued | Running | Success | Failed ...}`` of DVC's queue."""
-    text = subprocess.run(dvc("queue", "status"), cwd=repo, capture_output=True, text=True,
-                          check=False).stdout
+STATUS_TIMEOUT_S = 10.0  # `dvc queue status` can wait on the running workers' locks
+
+
+def queue_states(repo: Path) -> dict[str, str] | None:
+    """``{experiment name: Queued | Running | Success | Failed ...}`` of DVC's queue, or
+    None when DVC did not answer in time."""
+    try:
+        text = subprocess.run(dvc("queue", "status"), cwd=repo, capture_output=True,
+                              text=True, check=False, timeout=STATUS_TIMEOUT_S).stdout
+    except subprocess.TimeoutExpired:
+        return None
     states = {}
     for line in text.splitlines():
         parts = line.split()

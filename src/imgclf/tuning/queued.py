@@ -20,11 +20,12 @@ from imgclf.tuning.space import Space
 def run_batches(opts: Any, study: Any, space: Space, layout: trials.Layout,
                 outer: tuple[str, ...], budget: Any, show: Any) -> None:
     """Run batches until the budget stops them."""
-    from imgclf.tuning.study import _next_is_new
+    from imgclf.tuning.study import _next_is_new, left_in_block
 
     while True:
         new = _next_is_new(study, space, outer)
-        size = 1 if new else opts.jobs
+        # A new feature set's first trial runs alone; a batch never crosses a block.
+        size = 1 if new else min(opts.jobs, left_in_block(study, space, outer))
         if budget.trials is not None:
             size = min(size, budget.trials - budget.done)
         why = budget.why_stop(new, size, opts.jobs)
@@ -64,13 +65,15 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
         time.sleep(trials.POLL_S)
         states = trials.queue_states(opts.repo)
         for name, (t, new, log) in list(pending.items()):
-            state = states.get(name, "Queued")
+            # Unknown while DVC's status waits on the workers: the copy tells it runs.
+            state = states.get(name, "Queued") if states is not None else "Running"
             if state == "Running":
                 found = trials.copy_of(opts.repo, name)
                 points = []
-                if found:
-                    watch = watches.setdefault(name, trials.Watch(found[1]))
-                    points = watch.new_points(found[0] / layout.curve)
+                if found and (found[0] / "dvc.yaml").is_file():
+                    if name not in watches:
+                        watches[name] = trials.queued_watch(found[0])
+                    points = watches[name].new_points(found[0] / layout.curve)
                 for step, value in points:
                     show.epoch(name, step, value)
                     t.report(value, step)

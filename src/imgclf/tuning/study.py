@@ -291,6 +291,18 @@ def run_workspace_trial(opts: Options, study: Any, space: Space, layout: trials.
     return True
 
 
+def left_in_block(study: Any, space: Space, outer: tuple[str, ...]) -> int:
+    """How many trials the current block (feature set) still holds; 0 when the next
+    trial starts a new one. Without outer params there is one endless block."""
+    done = [t for t in study.get_trials(deepcopy=False) if "block" in t.user_attrs]
+    if not done:
+        return 0
+    if not outer:
+        return 1 << 30
+    block = done[-1].user_attrs["block"]
+    return max(0, space.per_features - sum(1 for t in done if t.user_attrs["block"] == block))
+
+
 def _next_is_new(study: Any, space: Space, outer: tuple[str, ...]) -> bool:
     """Whether the next trial starts a block (draws the outer params): the study's first
     trial, or the one after a full block."""

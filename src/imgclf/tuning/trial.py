@@ -100,13 +100,15 @@ def train_started(log: Path) -> bool:
 class Watch:
     """A trial's val curve as it grows: new (step, accuracy) pairs since the last look."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path | None, since: float | None = None) -> None:
+        """``log``: DVC's output, read for the train stage's start (which then sets
+        ``since``); or no log and a fixed ``since``."""
         self.log, self.seen = log, 0
-        self.since: float | None = None
+        self.since: float | None = since
 
     def new_points(self, curve: Path) -> list[tuple[int, float]]:
         if self.since is None:
-            if not train_started(self.log):
+            if self.log is None or not train_started(self.log):
                 return []
             self.since = time.time() - POLL_S  # the line appeared within the last poll
         points = read_curve(curve, self.since)
@@ -218,16 +220,36 @@ def queue(repo: Path, name: str, values: dict[str, Any], log: Path) -> None:
         subprocess.run(cmd, cwd=repo, stdout=out, stderr=subprocess.STDOUT, check=True)
 
 
-def queue_states(repo: Path) -> dict[str, str]:
-    """``{experiment name: Queued | Running | Success | Failed ...}`` of DVC's queue."""
-    text = subprocess.run(dvc("queue", "status"), cwd=repo, capture_output=True, text=True,
-                          check=False).stdout
+STATUS_TIMEOUT_S = 10.0  # `dvc queue status` can wait on the running workers' locks
+
+
+def queue_states(repo: Path) -> dict[str, str] | None:
+    """``{experiment name: Queued | Running | Success | Failed ...}`` of DVC's queue, or
+    None when DVC did not answer in time."""
+    try:
+        text = subprocess.run(dvc("queue", "status"), cwd=repo, capture_output=True,
+                              text=True, check=False, timeout=STATUS_TIMEOUT_S).stdout
+    except subprocess.TimeoutExpired:
+        return None
     states = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] != "Task":
             states[parts[1]] = parts[-1]
     return states
+
+
+CHECKOUT_SLACK_S = 3.0  # a curve this much newer than the copy's checkout is the trial's
+
+
+def queued_watch(copy: Path) -> Watch:
+    """The watch of a queued trial's curve in its copy ``copy``.
+
+    The copy is checked out with the baseline's committed curve in it, and DVC writes
+    the executor's log in blocks, so the log cannot tell when train starts: a curve
+    counts once it is newer than the checkout (the copy's dvc.yaml) by a few seconds;
+    DVCLive's first line comes long after (TensorFlow's import alone takes longer)."""
+    return Watch(None, (copy / "dvc.yaml").stat().st_mtime + CHECKOUT_SLACK_S)
 
 
 def copy_of(repo: Path, name: str) -> tuple[Path, Path] | None:

@@ -191,7 +191,8 @@ def _predict(args: argparse.Namespace) -> int:
     return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
                        fmt=args.format, output=args.output,
                        allow_unsafe_model=args.allow_unsafe_model, tta=_tta(args),
-                       unknown_threshold=_unknown_threshold(args))
+                       unknown_threshold=_unknown_threshold(args),
+                       explain=args.explain)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -375,6 +376,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="write the results there instead of to standard output")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
                    help="images per model call")
+    p.add_argument("--explain", default=None, metavar="DIR",
+                   help="also write each image beside its predicted class's heatmap "
+                   "(Grad-CAM family) as a PNG into DIR; needs a .keras model")
     _add_tta(p)
     _add_unsafe_flag(p)
 

@@ -8,6 +8,7 @@ and chromium-driver when they are missing, so CI runs this test.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -122,6 +123,41 @@ def test_page_shows_an_unknown_photo_as_none_of_the_classes(
     assert green.find_element(By.CSS_SELECTOR, ".bar.top").get_attribute("data-class") == "green"
     shot = tmp_path / "serve-unknown.png"
     browser.save_screenshot(str(shot))
+
+
+def test_page_toggle_shows_the_heatmap_overlay(server: Any, browser: Any,
+                                               photo: Callable[..., bytes],
+                                               tmp_path: Path) -> None:
+    """Off by default: the card shows the photo; on: the photo beside its heatmap
+    (POST /explain), also for a photo classified while it was off."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    upload = tmp_path / "why_blue.png"
+    grey = Image.new("RGB", (120, 120), (150, 150, 150))  # a blue corner on grey
+    grey.paste(Image.open(io.BytesIO(photo("blue", 5, "PNG", size=50))), (70, 0))
+    grey.save(upload)
+    browser.get(server.url)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    toggle = browser.find_element(By.ID, "explain")
+    assert not toggle.is_selected()
+    browser.find_element(By.ID, "file-input").send_keys(str(upload))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.card[data-file="why_blue.png"] '
+                                                          '.predicted'))
+    assert not browser.find_elements(By.CSS_SELECTOR, ".card .overlay")  # none unasked
+    toggle.click()
+    overlay = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".card img.overlay"))
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && "
+                                          "arguments[0].naturalWidth", overlay))
+    assert overlay.is_displayed() and overlay.get_attribute("alt").startswith("heatmap of ")
+    photo_img = browser.find_element(By.CSS_SELECTOR, ".card img:not(.overlay)")
+    assert not photo_img.is_displayed()
+    shot = tmp_path / "serve-explain.png"
+    browser.save_screenshot(str(shot))
+    toggle.click()
+    assert photo_img.is_displayed() and not overlay.is_displayed()
     assert shot.read_bytes().startswith(b"\x89PNG")
     if os.environ.get("IMGCLF_SERVE_SCREENSHOT"):
         shutil.copyfile(shot, Path(os.environ["IMGCLF_SERVE_SCREENSHOT"]).with_name(shot.name))

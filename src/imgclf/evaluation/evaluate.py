@@ -8,7 +8,9 @@ plots folder gets the test split's error analysis:
 * ``most_confused.json``: the (actual, predicted, count) pairs of the mistakes, most
   frequent first (also printed in the summary line);
 * ``confusion.png``, ``calibration.png`` and ``misclassified.png`` (the most confident
-  mistakes, each with its file name): pictures for places that cannot draw DVC plots.
+  mistakes, each with its file name and, for a ``.keras`` model, beside its heatmap of
+  the predicted class: :mod:`imgclf.inference.explain`): pictures for places that
+  cannot draw DVC plots.
 
 ``--predictions`` gets one CSV row per scored image of every split (its file, true and
 predicted class, probabilities): which photos were wrong.
@@ -39,6 +41,7 @@ from imgclf.data.records import make_dataset
 from imgclf.data.shards import ShardsMeta, SplitImages, read_meta
 from imgclf.evaluation.curves import confusion_rows, pr_points, roc_points
 from imgclf.evaluation.figures import (
+    Heatmaps,
     confusion_figure,
     gallery_figure,
     reliability_figure,
@@ -139,13 +142,30 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     images, y_true, probs = scored[PLOTS_SPLIT]
     names = meta.class_names
     plotted = write_plots(plots_dir, y_true, probs, names, images, f"{PLOTS_SPLIT} split",
-                          gallery, files=images.filenames)
+                          gallery, files=images.filenames,
+                          heatmaps=keras_heatmaps(model_path, allow_unsafe_model))
     if predictions is not None:
         write_split_predictions(predictions, scored, names)
     fsutil.write_json(metrics_path, metrics)
     print_summary(metrics, metrics_path, plotted.confused)
     return Scored(metrics, list(names), images, y_true, probs, plotted.curves,
                   worst_mistakes(y_true, probs))
+
+
+def keras_heatmaps(model_path: str | os.PathLike[str],
+                   allow_unsafe: bool = False) -> Heatmaps | None:
+    """The gallery's heatmap function of a ``.keras`` model (loaded once more: the runtime
+    gives probabilities, the heatmaps need the layers); None for the other formats."""
+    from imgclf.inference.runtimes import KERAS, model_format
+
+    if model_format(model_path) is not KERAS:
+        return None
+    from imgclf.inference import explain
+    from imgclf.models.saving import load_model
+
+    model, _ = load_model(model_path, allow_unsafe=allow_unsafe)
+    parts = explain.explainer(model)
+    return lambda pixels, classes: explain.heatmaps(model, pixels, classes, parts=parts)
 
 
 def write_split_predictions(path: str | os.PathLike[str],
@@ -184,12 +204,14 @@ class Plotted(NamedTuple):
 def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np.ndarray,
                 class_names: Sequence[str], images: Any, what: str,
                 gallery: str | os.PathLike[str] | None = None,
-                files: Sequence[str] | None = None) -> Plotted:
+                files: Sequence[str] | None = None, heatmaps: Heatmaps | None = None,
+                ) -> Plotted:
     """Replace ``plots_dir`` with the plot data and pictures of one scored set.
 
     ``images[i]`` is the ``(H, W, 3)`` image of sample ``i`` and ``files[i]`` its file
     (needed for the most confident mistakes only); ``what`` names the set in the
-    pictures' titles. The gallery of mistakes shows the photos themselves, so the stage
+    pictures' titles; ``heatmaps`` puts each mistake beside its heatmap in the gallery
+    (see ``gallery_figure``). The gallery of mistakes shows the photos themselves, so the stage
     writes it to ``gallery``, a DVC-cached output, rather than into the git-tracked
     ``plots_dir``.
     """
@@ -213,7 +235,8 @@ def write_plots(plots_dir: str | os.PathLike[str], y_true: np.ndarray, probs: np
         save_png(reliability_figure(calibration, ece, f"Reliability, {what}"),
                  tmp / "calibration.png")
         mistakes = gallery_figure(images, y_true, probs, names,
-                                  title=f"Most confident mistakes, {what}", files=files)
+                                  title=f"Most confident mistakes, {what}", files=files,
+                                  heatmaps=heatmaps)
         save_png(mistakes, Path(gallery) if gallery else tmp / "misclassified.png")
     return Plotted(curves, confused)
 

@@ -1,7 +1,8 @@
 """Error-analysis pictures of the evaluate stage, as PNG-ready matplotlib figures.
 
 * :func:`gallery_figure`: the most confident mistakes, each image with its file name,
-  true class, predicted class and confidence;
+  true class, predicted class and confidence, and beside it (given a heatmap function,
+  :mod:`imgclf.inference.explain`) where in it the model saw the predicted class;
 * :func:`confusion_figure`: the confusion matrix, for places that cannot draw DVC's
   vega plots (a pull request, a plain file browser);
 * :func:`reliability_figure`: the reliability diagram of
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from typing import Any
 
@@ -27,6 +28,11 @@ from matplotlib.text import Text
 
 from imgclf import fsutil
 from imgclf.evaluation.metrics import confusion_matrix, worst_mistakes
+from imgclf.inference.explain import side_by_side
+
+Heatmaps = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``(images (k, H, W, 3) uint8, classes (k,)) -> (k, H, W)`` heatmaps in [0, 1] of those
+classes (``imgclf.inference.explain.heatmaps`` of a model)."""
 
 GALLERY_SIZE = 16
 """Default number of images in the gallery."""
@@ -40,8 +46,13 @@ RIGHT = "#1e8449"
 def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
                    class_names: Sequence[str], limit: int = GALLERY_SIZE,
                    columns: int = 4, title: str = "Most confident mistakes",
-                   files: Sequence[str] | None = None) -> Figure:
+                   files: Sequence[str] | None = None,
+                   heatmaps: Heatmaps | None = None) -> Figure:
     """A grid of the ``limit`` most confident mistakes (see :func:`worst_mistakes`).
+
+    With ``heatmaps`` each mistake is shown beside its heatmap of the predicted class
+    (the overlay of :func:`imgclf.inference.explain.side_by_side`): what the model took
+    for that class.
 
     ``images`` is anything indexable by sample number giving an ``(H, W, 3)`` uint8
     image (an array, a memory-mapped split, a lazy loader): only the chosen samples are
@@ -54,7 +65,8 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
     predicted = probs.argmax(axis=1)
     columns = max(1, min(columns, len(chosen)))
     rows = max(1, math.ceil(len(chosen) / columns))
-    size = (2.4 * columns, 2.8 * rows + 0.5) if len(chosen) else (6.4, 2.4)
+    width = 4.4 if heatmaps is not None else 2.4  # an image and its heatmap, or the image
+    size = (width * columns, 2.8 * rows + 0.5) if len(chosen) else (6.4, 2.4)
     fig = Figure(figsize=size, dpi=100)
     heading = fig.suptitle(f"{title} ({len(chosen)} of {int((predicted != y_true).sum())} "
                            f"wrong, {len(y_true)} images)", fontsize=11)
@@ -65,9 +77,10 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
         ax.text(0.5, 0.5, "No misclassified images", ha="center", va="center", fontsize=12,
                 color=RIGHT)
         return fig
+    shown = _with_heatmaps(images, chosen, predicted, heatmaps)
     for n, i in enumerate(chosen.tolist()):
         ax = fig.add_subplot(rows, columns, n + 1)
-        ax.imshow(np.asarray(images[i], dtype=np.uint8), interpolation="nearest")
+        ax.imshow(shown[n], interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
@@ -79,6 +92,17 @@ def gallery_figure(images: Any, y_true: np.ndarray, probs: np.ndarray,
                      fontsize=9, color=WRONG)
     fig.tight_layout()
     return fig
+
+
+def _with_heatmaps(images: Any, chosen: np.ndarray, predicted: np.ndarray,
+                   heatmaps: Heatmaps | None) -> list[np.ndarray]:
+    """The pictures of the ``chosen`` samples: each image, or (with ``heatmaps``) the
+    image beside its heatmap of the ``predicted`` class."""
+    pictures = [np.asarray(images[i], dtype=np.uint8) for i in chosen.tolist()]
+    if heatmaps is None or not pictures:
+        return pictures
+    heat = heatmaps(np.stack(pictures), predicted[chosen])
+    return [side_by_side(p, h) for p, h in zip(pictures, heat, strict=True)]
 
 
 def _fit_width(fig: Figure, text: Text, margin: float = 0.3) -> None:

@@ -305,8 +305,12 @@ def print_results(text: str) -> None:
 def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[str],
         top_k: int = TOP_K, batch_size: int = BATCH_SIZE, fmt: Format = "table",
         output: str | os.PathLike[str] | None = None, allow_unsafe_model: bool = False,
-        tta: Tta = "none", unknown_threshold: float | None = None) -> int:
+        tta: Tta = "none", unknown_threshold: float | None = None,
+        explain: str | os.PathLike[str] | None = None) -> int:
     """Predict ``paths`` and print (or write to ``output``) the results; 1 if any failed.
+
+    ``explain``, a folder: each predicted file's heatmap of its predicted class goes
+    there too (``imgclf.inference.heatmap_files``; a ``.keras`` model only).
 
     ``allow_unsafe_model`` loads a model file that carries code (see ``load_model``);
     ``tta`` is the test-time augmentation (``evaluate.tta`` of params.yaml, from the CLI);
@@ -324,6 +328,7 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
                         f"{', '.join(map(str, paths))}")
     if output is not None:  # before the work, not once the results would be lost
         fsutil.check_writable(output, flag="--output")
+    _check_explain(model_path, explain)
     # Any format (.keras, SavedModel, .tflite, .onnx); TensorFlow only once the input is fine.
     from imgclf.inference.runtimes import load_runtime
 
@@ -346,9 +351,38 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
     if fmt == "table":  # csv and json hold the errors in their rows
         for p in failed:
             print(f"imgclf predict: {shown(p.path)}: {p.error}", file=sys.stderr)
+    _explain(model_path, files, predictions, info.class_names, explain, batch_size,
+             allow_unsafe_model)
     if output is not None:
         flagged = sum(bool(p.unknown) for p in predictions)
         print(f"predict: {len(predictions) - len(failed)} predicted, {len(failed)} failed "
               f"({flagged} unknown: none of the classes); results in {shown(output)}",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_explain(model_path: str | os.PathLike[str],
+                   out: str | os.PathLike[str] | None) -> None:
+    """With ``--explain``: a .keras model and a folder that can be made (before any work)."""
+    if out is not None:
+        from imgclf.inference.heatmap_files import check_explainable
+
+        check_explainable(model_path, out)
+
+
+def _explain(model_path: str | os.PathLike[str], files: Sequence[Path],
+             predictions: Sequence[Prediction], class_names: Sequence[str],
+             out: str | os.PathLike[str] | None, batch_size: int, allow_unsafe: bool) -> None:
+    """With ``--explain``: the predicted files' heatmaps of their predicted classes into
+    ``out``, and a line saying where."""
+    if out is None:
+        return
+    from imgclf.inference.heatmap_files import explain_files
+
+    done = [(path, list(class_names).index(p.predicted or ""))
+            for path, p in zip(files, predictions, strict=True) if p.error is None]
+    written = explain_files(model_path, [path for path, _ in done], [c for _, c in done], out,
+                            batch_size, allow_unsafe)
+    print(f"predict: {len(written)} heatmaps (each picture beside its predicted class's "
+          f"heatmap) in {shown(out)}, listed in {shown(Path(out) / 'index.csv')}",
+          file=sys.stderr)

@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from imgclf import __version__
 from imgclf.inference.predict import Usable, decode_or_reason, format_json, to_predictions
 from imgclf.serving.batcher import Busy, MicroBatcher
+from imgclf.serving.explain import add_explain_route
 from imgclf.serving.limits import AnswerWhenCancelled, BodySizeLimit, RefuseQueryTokens
 from imgclf.serving.model import Predictor
 from imgclf.serving.report import ReportFiles, read_report
@@ -92,6 +93,7 @@ def create_app(predictor: Predictor, settings: ServeSettings, report: ReportFile
     guarded = [Depends(_authorizer(settings))]
     _add_status_routes(app, guarded, batcher, predictor, settings, model_name)
     _add_predict_route(app, guarded, batcher, decoder, predictor, settings)
+    add_explain_route(app, guarded, predictor, settings, UPLOAD_SCHEMA)  # the page's "why"
     _add_report_routes(app, guarded, report)
     _add_page(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes,

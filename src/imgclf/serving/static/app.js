@@ -92,6 +92,7 @@ async function predict(files) {
   const done = results.filter((r) => !r.error).length;
   $("status").textContent = done + " of " + results.length + " classified.";
   for (const r of results.reverse()) $("results").prepend(card(byName.get(r.path), r));
+  remember(files);  // the "why" toggle's heatmaps (below)
 }
 
 function setUpDrop() {
@@ -106,6 +107,41 @@ function setUpDrop() {
     e.preventDefault();
     drop.classList.remove("over");
     predict(Array.from(e.dataTransfer.files));
+  });
+}
+
+// --- why it decided: the heatmap overlay (POST /explain), off by default --------------
+
+const uploaded = new Map();  // file name -> the File, for heatmaps asked for later
+
+function remember(files) {
+  for (const f of files) uploaded.set(f.name, f);
+  explainCards();
+}
+
+// With the toggle on: ask /explain for the cards that have no heatmap yet and put it
+// on them (the page then shows it instead of the plain photo); off: the photos again.
+async function explainCards() {
+  const on = $("explain").checked;
+  document.body.classList.toggle("explaining", on);
+  const pending = Array.from(document.querySelectorAll(".card")).filter((c) =>
+    on && c.querySelector(".predicted") && !c.dataset.explained && uploaded.has(c.dataset.file));
+  if (!pending.length) return;
+  const form = new FormData();
+  for (const c of pending) {
+    c.dataset.explained = "asked";
+    form.append("files", uploaded.get(c.dataset.file), c.dataset.file);
+  }
+  const response = await call("/explain", { method: "POST", body: form });
+  const answers = response.ok || response.status === 422 ? await response.json() : null;
+  const why = answers ? "" : await detail(response);
+  pending.forEach((c, i) => {
+    const a = answers ? answers[i] : { error: why };
+    const shown = a.overlay
+      ? el("img", { class: "overlay", src: a.overlay, alt: "heatmap of " + a.predicted })
+      : el("div", { class: "overlay-error" }, "No heatmap: " + a.error);
+    c.querySelector(".name").before(shown);
+    c.dataset.explained = a.overlay ? "1" : "failed";
   });
 }
 
@@ -188,6 +224,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   setUpDrop();
   $("tab-predict").addEventListener("click", () => show("predict"));
   $("tab-report").addEventListener("click", () => show("report"));
+  $("explain").addEventListener("change", explainCards);
   $("token-save").addEventListener("click", () => {
     token = $("token").value.trim();
     sessionStorage.setItem("imgclf-token", token);

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 STAGES = ["source", "download", "pretrained", "split", "features", "audit", "train",
-          "evaluate", "export"]
+          "evaluate", "export", "ood"]
 
 
 def imgclf(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -66,7 +66,7 @@ RUNTIME_LOCK = "requirements.lock"
 # the Python API's entry, and imports imgclf.api only when called, so `import imgclf`
 # stays light (tests/test_api.py checks that it loads no TensorFlow).
 LAZY_UPWARD = {("imgclf", "imgclf.api")}
-COMPUTING_STAGES = {"split", "features", "audit", "train", "evaluate", "export"}
+COMPUTING_STAGES = {"split", "features", "audit", "train", "evaluate", "export", "ood"}
 
 
 def module_file(name: str) -> Path | None:

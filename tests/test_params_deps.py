@@ -32,6 +32,7 @@ TINY = {
     "train": {"epochs": 1, "batch_size": 8, "early_stopping_patience": 0},
     "evaluate": {"splits": ["test"], "tta": "none"},
     "export": {"formats": ["tflite_float16"], "latency_runs": 2, "min_agreement": 0.9},
+    "ood": {"generated": 2},
 }
 # The fingerprint stage runs on every repro (always_changed, see dvc.yaml).
 ALWAYS = {"source": ["always changed"]}

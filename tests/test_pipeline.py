@@ -28,7 +28,7 @@ from imgclf.params import merge
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 STAGES = ("source", "download", "pretrained", "split", "features", "audit", "train",
-          "evaluate", "export")
+          "evaluate", "export", "ood")
 # `source` fingerprints data.source on every repro (always_changed, see dvc.yaml): DVC
 # runs it each time and lists it in `dvc status`, and the others rerun only on a change.
 ALWAYS = {"source": ["always changed"]}
@@ -40,6 +40,7 @@ TINY_PARAMS = {
     "model": {"arch": "small"},
     "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.003},
     "export": {"int8_samples": 20, "latency_runs": 5},
+    "ood": {"generated": 4},
 }
 
 Sh = Callable[..., str]
@@ -160,12 +161,12 @@ def test_a_new_image_in_the_source_folder_reruns_download(project: Path, sh: Sh,
     pixels = np.clip(np.array([200, 40, 40]) + rng.integers(-40, 40, (24, 24, 3)), 0, 255)
     Image.fromarray(pixels.astype(np.uint8)).save(images / "cat" / "new_photo.png")
     out = sh(project, "dvc", "repro")
-    # evaluate and export both follow train, in either order.
+    # evaluate, export and ood follow train, in any order;
     # audit follows features, before or after train.
     chain = [s for s in ran(out) if s != "audit"]
     assert "audit" in ran(out), out
     assert chain[:5] == ["source", "download", "split", "features", "train"], out
-    assert sorted(chain[5:]) == ["evaluate", "export"], out
+    assert sorted(chain[5:]) == ["evaluate", "export", "ood"], out
     assert "Stage 'pretrained' didn't change, skipping" in out
     assert ((project / "data/raw/cat/new_photo.png").read_bytes()
             == (images / "cat/new_photo.png").read_bytes())
@@ -188,11 +189,11 @@ def stale(sh: Sh, project: Path) -> set[str]:
 @pytest.mark.parametrize(("path", "expected"), [
     ("src/imgclf/inference/batch.py", {"evaluate"}),  # the flip averaging behind every metric
     ("src/imgclf/data/shards.py", {"split", "features", "audit", "train", "evaluate",
-                                   "export"}),
+                                   "export", "ood"}),
     ("src/imgclf/tracking/wandb_run.py", set()),  # the W&B side channel: no output changes
     ("src/imgclf/cli.py", set()),  # the CLI's wiring and help
     # libraries that compute
-    ("requirements.lock", {"split", "features", "audit", "train", "evaluate", "export"}),
+    ("requirements.lock", {"split", "features", "audit", "train", "evaluate", "export", "ood"}),
     ("requirements-dev.lock", set()),  # a dev tool's pin
 ])
 def test_one_changed_byte_reruns_exactly_the_stages_that_run_it(

@@ -8,7 +8,8 @@
     clf.predict(pixels)                        # (H, W, 3) or (N, H, W, 3) RGB arrays, 0..255
 
 Each row is what ``imgclf predict --format json`` prints for that image:
-``{"path", "predicted", "confidence", "top_k": [[class, p], ...]}``, or ``{"path",
+``{"path", "predicted", "confidence", "unknown", "ood_score", "top_k": [[class, p],
+...]}`` (``unknown``: none of the classes, docs/ood.md), or ``{"path",
 "error"}`` for a file that could not be read. A Pillow image counts as its array;
 a 4th channel is transparency, put onto white as for files. Files are decoded and scored as the CLI
 does (:mod:`imgclf.inference.predict`); an array of another size than the model's is
@@ -25,8 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.inference.batch import predict_batch
-from imgclf.inference.predict import BATCH_SIZE, TOP_K, find_images, predict_paths, to_predictions
+from imgclf.inference.batch import score_batch
+from imgclf.inference.predict import (
+    BATCH_SIZE,
+    TOP_K,
+    Unknown,
+    find_images,
+    score_paths,
+    to_predictions,
+)
 from imgclf.inference.runtimes import Runtime, load_runtime
 from imgclf.params import Tta
 
@@ -54,40 +62,49 @@ class Classifier:
                 f"image_size={self.image_size})")
 
     def predict(self, images: Any, top_k: int = TOP_K, batch_size: int = BATCH_SIZE,
-                tta: Tta = "none") -> list[dict[str, Any]]:
+                tta: Tta = "none", unknown_threshold: float | None = None,
+                ) -> list[dict[str, Any]]:
         """One row per image (see the module doc), in the order given.
 
         ``images``: a path (a folder gives its image files, sorted), an array, or a
-        list of either. ``tta`` is the test-time augmentation (``evaluate.tta``).
+        list of either. ``tta`` is the test-time augmentation (``evaluate.tta``);
+        ``unknown_threshold`` overrides the model file's OOD threshold.
         """
         if top_k < 1 or batch_size < 1:
             raise ValueError(f"top_k and batch_size must be at least 1, got {top_k}, "
                              f"{batch_size}")
         items = _items(images)
-        probs, errors = self._score(items, batch_size, tta)
+        probs, scores, errors = self._score(items, batch_size, tta)
+        threshold = self.runtime.info.unknown_threshold(unknown_threshold)
+        unknown = Unknown(scores, threshold) if threshold is not None else None
         names = [str(x) if isinstance(x, Path) else f"<array {i}>" for i, x in enumerate(items)]
         return [p.to_json() for p in to_predictions(names, probs, errors, self.class_names,
-                                                    top_k)]
+                                                    top_k, unknown)]
 
     def _score(self, items: Sequence[Image], batch_size: int, tta: Tta,
-               ) -> tuple[np.ndarray, list[str | None]]:
-        """``(probs (N, C), errors (N,))`` as ``predict_paths`` gives them, for any items."""
+               ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """``(probs (N, C), OOD scores (N,), errors (N,))`` as ``score_paths`` gives them,
+        for any items (the scores NaN for a model without them)."""
         probs = np.full((len(items), len(self.class_names)), np.nan, dtype=np.float32)
+        scores = np.full(len(items), np.nan, dtype=np.float32)
         errors: list[str | None] = [None] * len(items)
         files = [i for i, x in enumerate(items) if isinstance(x, Path)]
         if files:
-            got, why = predict_paths(self.runtime, [items[i] for i in files], self.image_size,
-                                     batch_size, tta)
+            got, got_scores, why = score_paths(self.runtime, [items[i] for i in files],
+                                               self.image_size, batch_size, tta)
             for row, i in enumerate(files):
                 errors[i] = why[row]
                 if why[row] is None:
                     probs[i] = got[row]
+                    scores[i] = np.nan if got_scores is None else got_scores[row]
         arrays = [i for i, x in enumerate(items) if not isinstance(x, Path)]
         for start in range(0, len(arrays), batch_size):
             chunk = arrays[start:start + batch_size]
             pixels = np.stack([_pixels(items[i], self.image_size) for i in chunk])
-            probs[chunk] = predict_batch(self.runtime, pixels, tta)
-        return probs, errors
+            probs[chunk], chunk_scores = score_batch(self.runtime, pixels, tta)
+            if chunk_scores is not None:
+                scores[chunk] = chunk_scores
+        return probs, scores, errors
 
 
 def load(path: str | os.PathLike[str], allow_unsafe_model: bool = False) -> Classifier:

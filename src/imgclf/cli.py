@@ -39,6 +39,8 @@ A DVC-versioned image-classification pipeline. The stages run in this order
   evaluate    score the model on the held-out splits into metrics/eval.json
   export      write the model as SavedModel, LiteRT and ONNX into models/export, each
               scored against it into metrics/export.json
+  ood         measure the unknown-input score (leave one class out, generated images)
+              into metrics/ood.json
 
 and, beside the pipeline:
 
@@ -121,7 +123,7 @@ def _train(args: argparse.Namespace) -> None:
     with Tracker.start(params, "train") if chief else Tracker.disabled("train") as tracker:
         trained = train.run(params.model, params.train, args.data, args.model, args.live,
                             args.pretrained, callbacks=[tracker.callback()],
-                            features=args.features or None)
+                            features=args.features or None, ood=params.ood)
         if trained is not None:
             tracker.log_artifact(args.model, "model", metadata=trained.model)
             tracker.log_artifact(Path(args.data) / "manifest.csv", "dataset",
@@ -191,7 +193,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         scored = evaluate.run(params.evaluate, args.data, args.model,
                               args.metrics or STAGE_METRICS, args.plots or STAGE_PLOTS,
                               args.gallery, args.predictions or STAGE_PREDICTIONS,
-                              allow_unsafe_model=args.allow_unsafe_model)
+                              allow_unsafe_model=args.allow_unsafe_model,
+                              unknown_threshold=params.ood.threshold)
         tracker.log_summary(scored.metrics)
         tracker.log_test_results(scored.images, scored.y_true, scored.probs,
                                  scored.class_names, scored.curves, scored.mistakes)
@@ -204,19 +207,33 @@ def _evaluate_folder(args: argparse.Namespace) -> None:
 
     folder.run_folder(params.evaluate, args.data, args.model, args.metrics or FOLDER_METRICS,
                       args.plots or FOLDER_PLOTS, args.predictions or FOLDER_PREDICTIONS,
-                      allow_unsafe_model=args.allow_unsafe_model)
+                      allow_unsafe_model=args.allow_unsafe_model,
+                      unknown_threshold=params.ood.threshold)
 
 
 def _export(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     from imgclf.export import stage
 
-    stage.run(params.export, args.data, args.model, args.out, args.metrics)
+    stage.run(params.export, args.data, args.model, args.out, args.metrics, ood=params.ood)
+
+
+def _ood(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    from imgclf.evaluation import loco
+
+    loco.run(params.ood, args.features, args.data, args.model, args.metrics)
 
 
 def _tta(args: argparse.Namespace) -> Tta:
     # Score as the evaluate stage does, so its metrics describe these answers.
     return getattr(args, "tta", None) or _params_or_defaults(args.params).evaluate.tta
+
+
+def _unknown_threshold(args: argparse.Namespace) -> float | None:
+    # --unknown-threshold, else ood.threshold of --params, else (None) the model file's.
+    given = getattr(args, "unknown_threshold", None)
+    return given if given is not None else _params_or_defaults(args.params).ood.threshold
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -225,6 +242,7 @@ def _predict(args: argparse.Namespace) -> int:
     return predict.run(args.paths, args.model, top_k=args.top_k, batch_size=args.batch_size,
                        fmt=args.format, output=args.output,
                        allow_unsafe_model=args.allow_unsafe_model, tta=_tta(args),
+                       unknown_threshold=_unknown_threshold(args),
                        explain=args.explain)
 
 
@@ -237,7 +255,8 @@ def _serve(args: argparse.Namespace) -> None:
 
     report_files = ReportFiles(Path(args.metrics), Path(args.plots), Path(args.gallery))
     server.run(args.model, report_files, settings, tta=_tta(args),
-               allow_unsafe_model=args.allow_unsafe_model)
+               allow_unsafe_model=args.allow_unsafe_model,
+               unknown_threshold=_unknown_threshold(args))
 
 
 # --- the parser: one line per option; the docs pages say the rest ---------------------------
@@ -279,7 +298,12 @@ def _add_model(p: argparse.ArgumentParser, help: str = "the model: a .keras, .tf
 def _add_tta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", choices=get_args(Tta), default=argparse.SUPPRESS,
                    help="test-time augmentation (default: evaluate.tta of --params)")
-    _add_params(p, "the params file --tta defaults from (built-in defaults if missing)")
+    p.add_argument("--unknown-threshold", type=float, default=None, metavar="SCORE",
+                   help="flag an image unknown (none of the classes) above this OOD score "
+                   "(default: ood.threshold of --params, else the one fitted for the model "
+                   "file; docs/ood.md)")
+    _add_params(p, "the params file --tta and --unknown-threshold default from (built-in "
+                "defaults if missing)")
 
 
 def _add_unsafe_flag(p: argparse.ArgumentParser) -> None:
@@ -399,6 +423,16 @@ def _add_scoring_stages(sub: argparse._SubParsersAction) -> None:
     _add_model(p, "the .keras model to export")
     p.add_argument("--out", default="models/export", help="the folder the formats go to")
     p.add_argument("--metrics", default="metrics/export.json", help="the metrics file")
+
+    p = _command(sub, "ood", _ood, "measure how well the model tells images of no known "
+                 "class", "Score the OOD detector: leave-one-class-out on the features "
+                 "stage's embeddings, generated out-of-domain images against the test split, "
+                 "and the keep-rate check, into --metrics. See docs/ood.md.")
+    _add_params(p)
+    _add_data(p)
+    _add_model(p, "the .keras model")
+    p.add_argument("--features", default="data/features", help="the features stage's output")
+    p.add_argument("--metrics", default="metrics/ood.json", help="the metrics file")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

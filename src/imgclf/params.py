@@ -51,6 +51,7 @@ SplitName = Literal["train", "val", "test"]
 ExportFormat = Literal["savedmodel", "tflite_float16", "tflite_int8", "onnx"]
 CrossClass = Literal["keep", "drop", "error"]
 Encoding = Literal["source", "jpeg", "png", "raw"]
+OodMethod = Literal["msp", "energy", "mahalanobis"]  # the scores a model can compute in-graph
 Activation = Literal["relu", "gelu", "swish", "elu", "tanh", "sigmoid", "linear"]
 # MobileNetV2 widths Keras can build, and those whose ImageNet weights are pinned.
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -340,6 +341,18 @@ class ExportParams(Section):
     strict: bool = False
 
 
+class OodParams(Section):
+    """ood: the unknown-input score; read by train (method, keep_rate), export (keep_rate,
+    generated), evaluate, predict and serve (threshold) and the ood stage."""
+
+    method: OodMethod = "energy"
+    keep_rate: float = Field(0.95, gt=0, lt=1)
+    threshold: float | None = None
+    loco_classes: int = Field(10, ge=2)
+    generated: Positive = 40
+    seed: int = 0
+
+
 class WandbParams(Section):
     """wandb: read by the tracker of train and evaluate; no stage lists these keys."""
 
@@ -362,6 +375,7 @@ class Params(Section):
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     export: ExportParams = Field(default_factory=ExportParams)
+    ood: OodParams = Field(default_factory=OodParams)
     wandb: WandbParams = Field(default_factory=WandbParams)
 
     @model_validator(mode="after")

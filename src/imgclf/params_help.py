@@ -272,6 +272,35 @@ DESCRIPTIONS: dict[str, str] = {
         "`metrics/export.json`, and the stage goes on; `true`: it fails the stage like any "
         "other miss (see [Export](export.md))"
     ),
+    "ood": (
+        "Unknown inputs: the out-of-distribution score every model computes beside its "
+        "probabilities, and the threshold above which an image is *none of the classes* (see "
+        "[Unknown inputs](ood.md))."
+    ),
+    "ood.method": (
+        "the score the model computes in-graph: `energy` (-logsumexp of the logits), `msp` "
+        "(1 - the largest softmax probability) or `mahalanobis` (the distance of the "
+        "penultimate features to their predicted class's mean, one shared covariance); "
+        "`energy` was chosen by measurement, see [Unknown inputs](ood.md) (read by train)"
+    ),
+    "ood.keep_rate": (
+        "the share of in-distribution images the threshold keeps: it is fitted on the val split "
+        "so that this share scores below it, by train for `.keras` and by export for each "
+        "format"
+    ),
+    "ood.threshold": (
+        "`null`: each model file's own fitted threshold; a number overrides it in evaluate, "
+        "`imgclf predict` and `imgclf serve` (their `--unknown-threshold` overrides this)"
+    ),
+    "ood.loco_classes": (
+        "the ood stage's leave-one-class-out runs: at most this many classes left out in turn "
+        "(sampled with `ood.seed` when there are more)"
+    ),
+    "ood.generated": (
+        "generated out-of-domain images per kind (noise, flat colours, text, heavy crops) "
+        "scored by the ood and export stages"
+    ),
+    "ood.seed": "the seed of the generated images and of the classes sampled for leave-one-out",
     "wandb": (
         "Weights & Biases tracking of train and evaluate; it never changes an output. No stage "
         "lists these keys in dvc.yaml, so changing them reruns nothing. The API key is not a "

@@ -13,8 +13,9 @@ from imgclf.evaluation.folder import FOLDER_KEY, FOLDER_METRICS, FOLDER_PLOTS, r
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.params import EvaluateParams
 
+# "unknown": the images above the model's OOD threshold (docs/ood.md)
 METRIC_KEYS = {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "loss",
-               "n", "ece", "per_class"}
+               "n", "ece", "per_class", "unknown"}
 PNGS = ("confusion.png", "calibration.png", "misclassified.png")
 
 
@@ -42,6 +43,7 @@ def test_evaluate_writes_nested_metrics_and_plots(tiny_prepared: Path, tiny_mode
     meta = read_meta(tiny_prepared)
     assert set(metrics) == {"val", "test"}
     assert set(metrics["test"]) == METRIC_KEYS
+    assert set(metrics["test"]["unknown"]) == {"threshold", "count", "share"}
     assert metrics["test"]["n"] == meta.counts["test"]
     assert set(metrics["test"]["per_class"]) == set(meta.class_names)
     assert metrics["test"]["accuracy"] > 0.8
@@ -80,7 +82,8 @@ def test_tta_changes_the_scores_not_the_form(tiny_prepared: Path, tmp_path: Path
         evaluate.run(EvaluateParams(batch_size=7, tta=tta), tiny_prepared, model_path,
                      out / "eval.json", out / "plots")
         scores[tta] = json.loads((out / "eval.json").read_text())
-        assert set(scores[tta]["test"]) == METRIC_KEYS
+        # a model saved without the OOD score (as before it existed) counts no unknowns
+        assert set(scores[tta]["test"]) == METRIC_KEYS - {"unknown"}
     assert scores["none"]["test"]["loss"] != scores["flip"]["test"]["loss"]
     assert scores["none"]["test"]["n"] == scores["flip"]["test"]["n"]
 

@@ -58,7 +58,7 @@ def keras_probs(tiny_prepared: Path, tiny_model: Path) -> tuple[np.ndarray, np.n
     """``(test images (N, S, S, 3) uint8, the Keras model's probabilities (N, C))``."""
     images, _ = read_split(tiny_prepared, "test")
     model, _ = load_model(tiny_model)
-    return images, np.asarray(model.predict_on_batch(images.astype(np.float32)))
+    return images, np.asarray(model.predict_on_batch(images.astype(np.float32))[0])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -68,7 +68,10 @@ def test_each_format_round_trips(fmt: str, exported: tuple[Path, dict], tiny_mod
     path = path_of(folder, fmt)
     assert model_format(path) is FORMATS[fmt].runtime  # its file is what its runtime loads
     runtime = load_runtime(path)
-    assert runtime.info == read_runtime_info(tiny_model)  # class names and size travel
+    keras_info = read_runtime_info(tiny_model)  # class names and size travel
+    assert (runtime.info.class_names, runtime.info.image_size) == (keras_info.class_names,
+                                                                   keras_info.image_size)
+    assert runtime.info.ood is not None and runtime.info.ood.fitted_with == fmt
     images, reference = keras_probs
     probs = runtime.predict_on_batch(images)
     assert probs.shape == reference.shape
@@ -127,9 +130,10 @@ def test_savedmodel_serves_float_and_uint8_in_serving_layout(
         "blue", "green", "red"]
     loaded = tf.saved_model.load(str(version))
     images, reference = keras_probs
-    (as_float,) = loaded.signatures["serving_default"](
-        **{INPUT_NAME: tf.constant(images.astype(np.float32))}).values()
-    (as_uint8,) = loaded.signatures[UINT8_SIGNATURE](**{INPUT_NAME: tf.constant(images)}).values()
+    as_float = loaded.signatures["serving_default"](
+        **{INPUT_NAME: tf.constant(images.astype(np.float32))})["probabilities"]
+    as_uint8 = loaded.signatures[UINT8_SIGNATURE](
+        **{INPUT_NAME: tf.constant(images)})["probabilities"]
     assert np.allclose(as_float.numpy(), reference, atol=1e-5)
     assert np.allclose(as_uint8.numpy(), reference, atol=1e-5)
     # The version folder itself loads too.
@@ -140,11 +144,16 @@ def test_int8_model_is_full_integer(exported: tuple[Path, dict]) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path_of(exported[0], "tflite_int8")))
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert inp["dtype"] == np.uint8 and out["dtype"] == np.float32
-    # Every tensor between them (weights, activations) is int8, or int32 (biases, shapes).
-    inner = [t for t in interpreter.get_tensor_details()
-             if t["index"] not in (inp["index"], out["index"])]
+    (inp,), outs = interpreter.get_input_details(), interpreter.get_output_details()
+    # Two outputs: the probabilities (B, C) and the OOD score (B,).
+    assert sorted(len(out["shape"]) for out in outs) == [1, 2]
+    assert inp["dtype"] == np.uint8 and all(out["dtype"] == np.float32 for out in outs)
+    # Every tensor between them (weights, activations) is int8, or int32 (biases, shapes),
+    # but the OOD score's last step: the converter computes logsumexp's guard (IsFinite)
+    # and sum in float, after the int8 logits (a few values per image).
+    ends = {inp["index"], *(out["index"] for out in outs)}
+    inner = [t for t in interpreter.get_tensor_details() if t["index"] not in ends
+             and "ood_score" not in t["name"] and t["name"] != "tfl.dequantize"]
     assert inner and all(t["dtype"] in (np.int8, np.int32) for t in inner), \
         [(t["name"], t["dtype"]) for t in inner if t["dtype"] not in (np.int8, np.int32)]
 
@@ -257,7 +266,8 @@ def test_predict_answers_alike_with_every_format(
         assert [r["path"] for r in got] == [r["path"] for r in expected]
         assert [r["predicted"] for r in got] == [r["predicted"] for r in expected], fmt
         assert all(len(r["top_k"]) == 3 for r in got)  # same output shape
-        assert all(set(r) == {"path", "predicted", "confidence", "top_k"} for r in got)
+        assert all(set(r) == {"path", "predicted", "confidence", "unknown", "ood_score",
+                              "top_k"} for r in got)
 
 
 def test_evaluate_scores_every_format(exported: tuple[Path, dict], tiny_model: Path,

@@ -211,8 +211,8 @@ def test_table_lists_the_predicted_files_in_columns() -> None:
 
 def test_csv_has_a_column_per_rank_and_the_error() -> None:
     rows = list(csv.DictReader(io.StringIO(format_csv(PREDS))))
-    assert list(rows[0]) == ["path", "predicted", "confidence", "class_1", "prob_1",
-                             "class_2", "prob_2", "error"]
+    assert list(rows[0]) == ["path", "predicted", "confidence", "unknown", "ood_score",
+                             "class_1", "prob_1", "class_2", "prob_2", "error"]
     assert rows[0]["class_2"] == "dog" and rows[0]["prob_2"] == "0.1"
     assert rows[1]["error"] == "empty file" and rows[1]["predicted"] == ""
 
@@ -255,7 +255,7 @@ def test_cli_json_to_a_file_caps_top_k_and_exits_0_when_all_succeed(
     assert [d["path"] for d in data] == [str(photos / "red.png"),
                                          str(photos / "sub" / "green.JPG")]
     for d in data:
-        assert set(d) == {"path", "predicted", "confidence", "top_k"}
+        assert set(d) == {"path", "predicted", "confidence", "unknown", "ood_score", "top_k"}
         assert len(d["top_k"]) == 3  # capped at the number of classes
         assert {name for name, _ in d["top_k"]} == {"red", "green", "blue"}
         assert d["top_k"][0] == [d["predicted"], d["confidence"]]

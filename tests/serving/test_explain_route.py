@@ -30,4 +30,4 @@ def test_explain_gives_each_photo_beside_its_heatmap(server: Any,
     assert picture.shape == (14 * 16, 14 * (2 * 16 + 4), 3)  # the photo | its heatmap, x14
 
     plain = httpx.post(server.url + "predict", files=files[:1], timeout=60).json()
-    assert set(plain[0]) == {"path", "predicted", "confidence", "top_k"}
+    assert set(plain[0]) == {"path", "predicted", "confidence", "unknown", "ood_score", "top_k"}

@@ -88,6 +88,43 @@ def test_page_classifies_an_uploaded_photo_and_shows_the_report(
             shutil.copyfile(tmp_path / name, dest)
 
 
+def test_page_shows_an_unknown_photo_as_none_of_the_classes(
+        server: Any, browser: Any, photo: Callable[..., bytes], tmp_path: Path) -> None:
+    """A text rendering (none of blue, green, red) beside a green photo: the server flags
+    it unknown, and its card says "none of: ..." with no green answer bar."""
+    import httpx
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from imgclf.models.ood import generated_images
+
+    text = tmp_path / "a_page_of_text.png"
+    Image.fromarray(generated_images(200, 1, seed=3)["text"][0]).save(text)
+    (answer,) = httpx.post(server.url + "predict", files=[("files", (
+        text.name, text.read_bytes(), "image/png"))], timeout=60).json()
+    threshold = httpx.get(server.url + "info", timeout=60).json()["unknown_threshold"]
+    assert answer["unknown"] is True and answer["ood_score"] > threshold
+    known = tmp_path / "green.jpg"
+    known.write_bytes(photo("green", 3, "JPEG", size=200))
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(server.url)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    browser.find_element(By.ID, "file-input").send_keys(f"{text}\n{known}")
+    card = wait.until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, '.card.unknown[data-file="a_page_of_text.png"]')))
+    assert card.find_element(By.CSS_SELECTOR, ".predicted").text == "none of: blue, green, red"
+    assert "closest: " + answer["predicted"] in card.text
+    assert not card.find_elements(By.CSS_SELECTOR, ".bar.top")  # no green answer
+    green = browser.find_element(By.CSS_SELECTOR, '.card[data-file="green.jpg"]')
+    assert "unknown" not in green.get_attribute("class")
+    assert green.find_element(By.CSS_SELECTOR, ".bar.top").get_attribute("data-class") == "green"
+    shot = tmp_path / "serve-unknown.png"
+    browser.save_screenshot(str(shot))
+
+
 def test_page_toggle_shows_the_heatmap_overlay(server: Any, browser: Any,
                                                photo: Callable[..., bytes],
                                                tmp_path: Path) -> None:

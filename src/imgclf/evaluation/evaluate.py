@@ -50,7 +50,7 @@ from imgclf.evaluation.figures import (
 from imgclf.evaluation.metrics import classification_metrics, worst_mistakes
 from imgclf.evaluation.predictions import confused_line, most_confused, write_predictions
 from imgclf.evaluation.reliability import expected_calibration_error, reliability_rows
-from imgclf.inference.batch import predict_batch
+from imgclf.inference.batch import score_batch
 from imgclf.inference.runtimes import check_scorable, load_runtime
 from imgclf.params import EvaluateParams, Tta
 
@@ -60,12 +60,33 @@ PLOTS_SPLIT = "test"  # the confusion matrix, curves and pictures are drawn for 
 def predict_split(model: object, data: str | os.PathLike[str], meta: ShardsMeta, split: str,
                   batch_size: int, tta: Tta = "none") -> tuple[np.ndarray, np.ndarray]:
     """``(labels (N,) int, probabilities (N, C))`` of ``model`` on a prepared split."""
+    labels, probs, _ = score_split(model, data, meta, split, batch_size, tta)
+    return labels, probs
+
+
+def score_split(model: object, data: str | os.PathLike[str], meta: ShardsMeta, split: str,
+                batch_size: int, tta: Tta = "none",
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(labels (N,), probabilities (N, C), OOD scores (N,) or None)`` on a split."""
     ds = make_dataset(data, meta, split, batch_size)
-    labels, probs = [], []
+    labels, probs, scores = [], [], []
     for images, y in ds:
-        probs.append(predict_batch(model, images, tta))
+        p, s = score_batch(model, images, tta)
+        probs.append(p)
+        scores += [] if s is None else [s]
         labels.append(y.numpy())
-    return np.concatenate(labels), np.concatenate(probs)
+    return (np.concatenate(labels), np.concatenate(probs),
+            np.concatenate(scores) if scores else None)
+
+
+def unknown_counts(scores: np.ndarray | None, threshold: float | None) -> dict[str, Any]:
+    """``{"unknown": {threshold, count, share}}`` of the images scored above ``threshold``
+    (none of the classes); empty for a model without the OOD score."""
+    if scores is None or threshold is None:
+        return {}
+    flagged = int(np.sum(scores > threshold))
+    return {"unknown": {"threshold": float(threshold), "count": flagged,
+                        "share": flagged / len(scores) if len(scores) else 0.0}}
 
 
 def split_metrics(y_true: np.ndarray, probs: np.ndarray,
@@ -100,8 +121,10 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
         metrics_path: str | os.PathLike[str], plots_dir: str | os.PathLike[str],
         gallery: str | os.PathLike[str] | None = None,
         predictions: str | os.PathLike[str] | None = None,
-        allow_unsafe_model: bool = False) -> Scored:
-    """Score ``params.splits`` of ``data``; ``predictions``, when given, gets the CSV."""
+        allow_unsafe_model: bool = False, unknown_threshold: float | None = None) -> Scored:
+    """Score ``params.splits`` of ``data``; ``predictions``, when given, gets the CSV.
+    Each split's metrics count the images flagged unknown (above ``unknown_threshold``,
+    ``ood.threshold``, else the model file's own)."""
     meta = read_meta(data)
     model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)  # any format
     check_scorable(model.info, meta, model_path, data, PLOTS_SPLIT)
@@ -109,9 +132,10 @@ def run(params: EvaluateParams, data: str | os.PathLike[str], model_path: str | 
     for split in params.splits:
         if not meta.counts.get(split):
             continue  # e.g. no val images in a tiny dataset
-        y_true, probs = predict_split(model, data, meta, split, params.batch_size,
-                                      params.tta)
-        metrics[split] = split_metrics(y_true, probs, meta.class_names)
+        y_true, probs, scores = score_split(model, data, meta, split, params.batch_size,
+                                            params.tta)
+        metrics[split] = split_metrics(y_true, probs, meta.class_names) | unknown_counts(
+            scores, model.info.unknown_threshold(unknown_threshold))
         scored[split] = split_images(data, split, y_true), y_true, probs
     # check_scorable: the test split has images
 
@@ -222,8 +246,9 @@ def print_summary(metrics: Mapping[str, Mapping[str, Any]],
                   confused: Sequence[dict[str, str | int]] = (), skipped: int = 0) -> None:
     """Two lines: each scored set's accuracy and ECE, and where the metrics went; the
     most confused pairs (actual -> predicted count) of the plotted set."""
-    summary = ", ".join(f"{s} accuracy {m['accuracy']:.4f} (ECE {m['ece']:.4f})"
-                        for s, m in metrics.items())
+    summary = ", ".join(f"{s} accuracy {m['accuracy']:.4f} (ECE {m['ece']:.4f}"
+                        + (f", {m['unknown']['count']} unknown" if "unknown" in m else "")
+                        + ")" for s, m in metrics.items())
     more = f", {skipped} unreadable files skipped" if skipped else ""
     print(f"evaluate: {summary}{more}; metrics in {metrics_path}")
     print(f"evaluate: most confused (actual -> predicted images): {confused_line(confused)}")

@@ -32,28 +32,35 @@ def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
                metrics_path: str | os.PathLike[str] = FOLDER_METRICS,
                plots_dir: str | os.PathLike[str] = FOLDER_PLOTS,
                predictions: str | os.PathLike[str] = FOLDER_PREDICTIONS,
-               allow_unsafe_model: bool = False) -> None:
+               allow_unsafe_model: bool = False,
+               unknown_threshold: float | None = None) -> None:
     """Score the model on ``folder``'s class sub-folders (any image set, not only a split).
 
     Images are prepared as for training (``load_image`` at the model's image size);
     sub-folders are matched by name to the model's classes. The metrics, nested under
     ``"folder"``, the plots and the predictions CSV (split ``folder``, each file's path
-    as found) are those of the evaluate stage.
+    as found) are those of the evaluate stage; the metrics count the images flagged
+    unknown (above ``unknown_threshold``, else the model file's OOD threshold).
     """
     import numpy as np
 
     from imgclf import fsutil
-    from imgclf.evaluation.evaluate import print_summary, split_metrics, write_plots
+    from imgclf.evaluation.evaluate import (
+        print_summary,
+        split_metrics,
+        unknown_counts,
+        write_plots,
+    )
     from imgclf.evaluation.predictions import write_predictions
-    from imgclf.inference.predict import predict_paths
+    from imgclf.inference.predict import score_paths
     from imgclf.inference.runtimes import load_runtime, read_runtime_info
 
     folder = Path(folder)
     paths, labels = labelled_images(folder, read_runtime_info(model_path).class_names)
     model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)  # any format
     info = model.info
-    probs, errors = predict_paths(model, paths, info.image_size, params.batch_size,
-                                  params.tta)
+    probs, scores, errors = score_paths(model, paths, info.image_size, params.batch_size,
+                                        params.tta)
     ok = [i for i, e in enumerate(errors) if e is None]
     failed = [(paths[i], e) for i, e in enumerate(errors) if e is not None]
     for path, error in failed:
@@ -62,7 +69,8 @@ def run_folder(params: EvaluateParams, folder: str | os.PathLike[str],
         raise UserError(f"{folder}: none of the {len(paths)} image files could be read")
     kept = [paths[i] for i in ok]
     y_true, probs = np.asarray(labels, dtype=np.int64)[ok], probs[ok].astype(np.float64)
-    metrics = {FOLDER_KEY: split_metrics(y_true, probs, info.class_names)}
+    metrics = {FOLDER_KEY: split_metrics(y_true, probs, info.class_names) | unknown_counts(
+        None if scores is None else scores[ok], info.unknown_threshold(unknown_threshold))}
     images = _LazyImages(kept, info.image_size)
     files = [str(path) for path in kept]
     plotted = write_plots(plots_dir, y_true, probs, info.class_names, images,

@@ -24,7 +24,15 @@ from imgclf.export.bounds import (
     within_int8_accuracy_drop,
     within_int8_size_ratio,
 )
-from imgclf.export.writers import SAVEDMODEL_VERSION, write_onnx, write_savedmodel, write_tflite
+from imgclf.export.writers import (
+    SAVEDMODEL_VERSION,
+    write_onnx,
+    write_onnx_info,
+    write_savedmodel,
+    write_savedmodel_info,
+    write_tflite,
+    write_tflite_info,
+)
 from imgclf.inference.runtimes import KERAS, ONNX, SAVEDMODEL, TFLITE, ModelFormat
 from imgclf.models.info import ModelInfo
 from imgclf.params import ExportParams
@@ -66,6 +74,9 @@ class Format:
     bounds: tuple[Bound, ...]
     tolerance: float  # how far its probabilities may stray from Keras' on the same pixels
     representative: bool = False  # converted with the representative images (int8)
+    # Rewrites the model info of the file at the path: its own OOD threshold, fitted on
+    # val with the format itself (int8 shifts the scores). None: the Keras threshold.
+    write_info: Callable[[Path, ModelInfo], None] | None = None
 
 
 def _savedmodel(source: Source, path: Path) -> None:
@@ -87,12 +98,15 @@ def _onnx(source: Source, path: Path) -> None:
 
 
 FORMATS = {f.name: f for f in (
-    Format("savedmodel", SAVEDMODEL_FOLDER, SAVEDMODEL, _savedmodel, (agrees_with_keras,), 1e-5),
+    Format("savedmodel", SAVEDMODEL_FOLDER, SAVEDMODEL, _savedmodel, (agrees_with_keras,), 1e-5,
+           write_info=write_savedmodel_info),
     Format("tflite_float16", "model_float16.tflite", TFLITE, _tflite_float16,
-           (agrees_with_keras,), 1e-2),
+           (agrees_with_keras,), 1e-2, write_info=write_tflite_info),
     Format("tflite_int8", "model_int8.tflite", TFLITE, _tflite_int8,
-           (within_int8_accuracy_drop, within_int8_size_ratio), 0.1, representative=True),
-    Format("onnx", "model.onnx", ONNX, _onnx, (agrees_with_keras,), 1e-4),
+           (within_int8_accuracy_drop, within_int8_size_ratio), 0.1,
+           representative=True, write_info=write_tflite_info),
+    Format("onnx", "model.onnx", ONNX, _onnx, (agrees_with_keras,), 1e-4,
+           write_info=write_onnx_info),
 )}
 """Every export format, by name, in the order of ``ExportFormat``."""
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.models.ood import auroc, fit_threshold, keep_check
+
 WARMUP_CALLS = 3  # untimed calls first: the first calls of a runtime allocate and compile
 CONFIDENT = 0.6  # Keras' top probability from which a changed answer means a broken format
 
@@ -51,18 +53,53 @@ def compare(probs: np.ndarray, reference: np.ndarray) -> dict[str, float | int]:
             "max_prob_diff": float(np.abs(probs - reference).max()) if len(probs) else 0.0}
 
 
-def predict_timed(runtime: Any, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
-    """``(probs (N, C) float32, images per second)`` of ``images`` (N, S, S, 3) in batches.
+def _scored(runtime: Any, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if hasattr(runtime, "predict_scored"):
+        return runtime.predict_scored(pixels)
+    return runtime.predict_on_batch(pixels), None
+
+
+def predict_timed(runtime: Any, images: np.ndarray, batch_size: int,
+                  ) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """``(probs (N, C) float32, images per second, OOD scores (N,) or None)`` of
+    ``images`` (N, S, S, 3) in batches.
 
     One untimed call on the first batch comes first, so the figure is the steady rate.
     """
     pixels = np.asarray(images, dtype=np.float32)  # no copy of float32 pixels
     runtime.predict_on_batch(pixels[:batch_size])
     start = time.perf_counter()
-    probs = [runtime.predict_on_batch(pixels[i:i + batch_size])
-             for i in range(0, len(pixels), batch_size)]
+    outs = [_scored(runtime, pixels[i:i + batch_size])
+            for i in range(0, len(pixels), batch_size)]
     seconds = time.perf_counter() - start
-    return np.concatenate(probs), len(pixels) / seconds
+    scores = None if outs[0][1] is None else np.concatenate([s for _, s in outs])
+    return np.concatenate([p for p, _ in outs]), len(pixels) / seconds, scores
+
+
+def scores_of(runtime: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """``(N,)`` float64 OOD scores of ``images`` (N, S, S, 3), in batches."""
+    pixels = np.asarray(images, dtype=np.float32)
+    return np.concatenate([np.asarray(_scored(runtime, pixels[i:i + batch_size])[1],
+                                      np.float64)
+                           for i in range(0, len(pixels), batch_size)])
+
+
+def ood_figures(runtime: Any, val: np.ndarray, test_scores: np.ndarray, correct: np.ndarray,
+                generated: np.ndarray, keep_rate: float, batch_size: int,
+                ) -> tuple[dict[str, float], np.ndarray]:
+    """``(figures, val scores (V,))`` of a format's OOD score: its threshold fitted on
+    the ``val`` images (V, S, S, 3) at ``keep_rate``; on the test split (``test_scores``
+    (N,), ``correct`` (N,) bool) the kept share and the accuracy on the kept images; on
+    the ``generated`` out-of-domain images (G, S, S, 3) the share flagged unknown and the
+    AUROC against the test split."""
+    val_scores = scores_of(runtime, val, batch_size)
+    threshold = fit_threshold(val_scores, keep_rate)
+    check = keep_check(test_scores, correct, threshold, keep_rate)
+    gen = scores_of(runtime, generated, batch_size)
+    return {"ood_threshold": threshold, "kept_share": check["kept_share"],
+            "kept_accuracy": check["kept_accuracy"],
+            "generated_unknown": float(np.mean(gen > threshold)),
+            "generated_auroc": auroc(test_scores, gen)}, val_scores
 
 
 def single_image_latency_ms(runtime: Any, images: np.ndarray, runs: int) -> tuple[float, float]:

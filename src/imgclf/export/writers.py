@@ -30,13 +30,23 @@ from imgclf.inference.runtimes import (
     UINT8_SIGNATURE,
     tflite_info_path,
 )
-from imgclf.models.info import ModelInfo
+from imgclf.models.info import SCORE_OUTPUT, ModelInfo
 
 SAVEDMODEL_VERSION = "1"  # TensorFlow Serving loads <model_base_path>/<version>/
 
 
+def named_outputs(outputs: Any) -> Any:
+    """A model call's outputs by name: ``{"probabilities", "ood_score"}`` for a model with
+    the OOD score, the probabilities alone for one without."""
+    if isinstance(outputs, list | tuple):
+        probs, score = outputs
+        return {"probabilities": probs, SCORE_OUTPUT: score}
+    return outputs
+
+
 def write_savedmodel(model: Any, info: ModelInfo, folder: Path) -> None:
-    """``folder/1/``: a SavedModel with the float32 and uint8 serving signatures."""
+    """``folder/1/``: a SavedModel with the float32 and uint8 serving signatures, each
+    answering ``{"probabilities" (B, C), "ood_score" (B,)}``."""
     import keras
     import tensorflow as tf
 
@@ -45,15 +55,41 @@ def write_savedmodel(model: Any, info: ModelInfo, folder: Path) -> None:
     archive.track(model)
     # The first endpoint is also exported as serving_default (TensorFlow Serving's).
     archive.add_endpoint(
-        "serve", lambda images: model(images, training=False),
+        "serve", lambda images: named_outputs(model(images, training=False)),
         input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
     archive.add_endpoint(
-        UINT8_SIGNATURE, lambda images: model(tf.cast(images, tf.float32), training=False),
+        UINT8_SIGNATURE,
+        lambda images: named_outputs(model(tf.cast(images, tf.float32), training=False)),
         input_signature=[tf.TensorSpec(shape, tf.uint8, name=INPUT_NAME)])
     version = folder / SAVEDMODEL_VERSION
     archive.write_out(str(version), verbose=False)
-    (version / SAVEDMODEL_INFO).parent.mkdir(parents=True, exist_ok=True)
-    (version / SAVEDMODEL_INFO).write_text(info.to_json(), encoding="utf-8")
+    write_savedmodel_info(folder, info)
+
+
+def write_savedmodel_info(folder: Path, info: ModelInfo) -> None:
+    """The model info of the SavedModel in ``folder`` (``1/assets.extra/imgclf.json``)."""
+    path = folder / SAVEDMODEL_VERSION / SAVEDMODEL_INFO
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(info.to_json(), encoding="utf-8")
+
+
+def write_tflite_info(path: Path, info: ModelInfo) -> None:
+    """The JSON beside a ``.tflite`` file holding its model info."""
+    tflite_info_path(path).write_text(info.to_json(), encoding="utf-8")
+
+
+def write_onnx_info(path: Path, info: ModelInfo) -> None:
+    """The model info in an ``.onnx`` file's metadata entry ``imgclf``, replacing any."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [p for p in proto.metadata_props if p.key != ONNX_INFO_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_INFO_KEY, info.to_json()
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
 
 
 def write_tflite(savedmodel: Path, info: ModelInfo, path: Path,
@@ -81,7 +117,7 @@ def write_tflite(savedmodel: Path, info: ModelInfo, path: Path,
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     path.write_bytes(converter.convert())
-    tflite_info_path(path).write_text(info.to_json(), encoding="utf-8")
+    write_tflite_info(path, info)
 
 
 def inference_model(model: Any, image_size: int) -> Any:
@@ -100,7 +136,6 @@ def inference_model(model: Any, image_size: int) -> Any:
 def write_onnx(model: Any, info: ModelInfo, path: Path) -> None:
     """``path``: Keras' ONNX export of ``model`` (input ``images``, float32 0..255),
     checked by onnx's checker, with the model info in its metadata."""
-    import onnx
     import tensorflow as tf
 
     size = info.image_size
@@ -108,8 +143,4 @@ def write_onnx(model: Any, info: ModelInfo, path: Path) -> None:
     model.export(str(path), format="onnx", verbose=False,
                  input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32,
                                                 name=INPUT_NAME)])
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = ONNX_INFO_KEY, info.to_json()
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    write_onnx_info(path, info)

@@ -30,7 +30,7 @@ from imgclf.data.images import ImageError, decode_image, load_image
 from imgclf.data.layout import IMAGE_SUFFIXES, has_image_suffix, is_hidden
 from imgclf.errors import UserError
 from imgclf.fsutil import DECIMALS
-from imgclf.inference.batch import predict_batch
+from imgclf.inference.batch import score_batch
 from imgclf.inference.options import BATCH_SIZE, FORMATS, TOP_K, Format
 from imgclf.machine import usable_cores
 from imgclf.params import Tta
@@ -38,19 +38,41 @@ from imgclf.params import Tta
 
 @dataclass(frozen=True)
 class Prediction:
-    """One file's result: the top classes, or the reason it could not be used."""
+    """One file's result: the top classes, or the reason it could not be used.
+
+    ``unknown``: the image is none of the classes (its OOD score ``ood_score`` is above
+    the model's threshold); ``predicted`` stays the top class. Both None for a model
+    without the score.
+    """
 
     path: str
     predicted: str | None = None
     confidence: float | None = None
     top_k: tuple[tuple[str, float], ...] = ()
     error: str | None = None
+    unknown: bool | None = None
+    ood_score: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "predicted": self.predicted, "confidence": self.confidence,
-                "top_k": [[name, p] for name, p in self.top_k]}
+        row: dict[str, Any] = {"path": self.path, "predicted": self.predicted,
+                               "confidence": self.confidence}
+        if self.unknown is not None:
+            row |= {"unknown": self.unknown, "ood_score": self.ood_score}
+        return row | {"top_k": [[name, p] for name, p in self.top_k]}
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """How a score becomes the ``unknown`` flag: above ``threshold``."""
+
+    scores: np.ndarray  # (N,) the OOD scores, NaN where a file could not be used
+    threshold: float
+
+    def row(self, i: int) -> tuple[bool, float]:
+        score = float(self.scores[i])
+        return bool(score > self.threshold), float(f"{score:.6g}")
 
 
 # --- which files --------------------------------------------------------------------------
@@ -147,33 +169,54 @@ def predict_paths(model: Any, paths: Sequence[Path], image_size: int,
     ``errors[i]`` is None for a file that was predicted, else the reason it could not
     be read, and ``probs[i]`` is then all NaN.
     """
+    probs, _, errors = score_paths(model, paths, image_size, batch_size, tta)
+    return probs, errors
+
+
+def score_paths(model: Any, paths: Sequence[Path], image_size: int,
+                batch_size: int = BATCH_SIZE, tta: Tta = "none",
+                ) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+    """:func:`predict_paths` with the OOD scores: ``(probs (N, C), scores (N,) or None
+    for a model without the score, errors (N,))``; NaN rows where a file failed."""
     rows: list[int] = []
     outs: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
     errors: list[str | None] = []
     for start, batch in zip(range(0, len(paths), batch_size),
                             decoded_batches(paths, image_size, batch_size), strict=True):
         usable = Usable.of(batch)
         errors += usable.errors
         if usable.pixels is not None:
-            outs.append(predict_batch(model, usable.pixels, tta))
+            probs, score = score_batch(model, usable.pixels, tta)
+            outs.append(probs)
+            if score is not None:
+                scores.append(score)
             rows += [start + i for i in usable.rows]
     # Nothing readable: (N, 0), as the number of classes comes from the model's output.
-    return fill_rows(len(paths), rows, np.concatenate(outs) if outs else None), errors
+    probs_all = fill_rows(len(paths), rows, np.concatenate(outs) if outs else None)
+    has_score = bool(scores) or (not outs and getattr(getattr(model, "info", None), "ood",
+                                                      None) is not None)
+    score_all = (fill_rows(len(paths), rows, np.concatenate(scores)[:, None] if scores
+                           else None, 1)[:, 0] if has_score else None)
+    return probs_all, score_all, errors
 
 
 def to_predictions(paths: Sequence[str | os.PathLike[str]], probs: np.ndarray,
                    errors: Sequence[str | None], class_names: Sequence[str],
-                   top_k: int = TOP_K) -> list[Prediction]:
-    """One :class:`Prediction` per file, with the ``top_k`` classes (at most all of them)."""
+                   top_k: int = TOP_K, unknown: Unknown | None = None) -> list[Prediction]:
+    """One :class:`Prediction` per file, with the ``top_k`` classes (at most all of them)
+    and, given ``unknown`` (the scores and threshold), the ``unknown`` flag."""
     k = max(1, min(top_k, len(class_names)))
     out = []
-    for path, p, error in zip(paths, probs, errors, strict=True):
+    for i, (path, p, error) in enumerate(zip(paths, probs, errors, strict=True)):
         if error is not None:
             out.append(Prediction(str(path), error=error))
             continue
         order = np.argsort(-p, kind="stable")[:k]
         ranked = tuple((class_names[c], round(float(p[c]), DECIMALS)) for c in order.tolist())
-        out.append(Prediction(str(path), ranked[0][0], ranked[0][1], ranked))
+        flag, score = unknown.row(i) if unknown is not None else (None, None)
+        out.append(Prediction(str(path), ranked[0][0], ranked[0][1], ranked,
+                              unknown=flag, ood_score=score))
     return out
 
 
@@ -197,7 +240,9 @@ def format_table(predictions: Sequence[Prediction]) -> str:
         return ""
     k = max(len(p.top_k) for p in done)
     header = ("file", "predicted", "confidence", f"top {k}")
-    rows = [(shown(p.path), p.predicted or "", f"{p.confidence:.4f}",
+    # An unknown image shows its top class marked: "dogs (unknown)", none of the classes.
+    rows = [(shown(p.path), (p.predicted or "") + (" (unknown)" if p.unknown else ""),
+             f"{p.confidence:.4f}",
              ", ".join(f"{name} {prob:.3f}" for name, prob in p.top_k)) for p in done]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}"
@@ -206,7 +251,8 @@ def format_table(predictions: Sequence[Prediction]) -> str:
 
 
 def format_csv(predictions: Sequence[Prediction]) -> str:
-    """``path,predicted,confidence,class_1,prob_1,...,class_k,prob_k,error``.
+    """``path,predicted,confidence,unknown,ood_score,class_1,prob_1,...,class_k,prob_k,
+    error`` (``unknown`` and ``ood_score`` empty for a model without the score).
 
     A path that is not UTF-8 stays as Python holds it (lone surrogates): written out with
     ``surrogateescape`` (:func:`print_results`, ``fsutil.write_text``) it is the file's
@@ -216,17 +262,21 @@ def format_csv(predictions: Sequence[Prediction]) -> str:
     ranks = [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "prob")]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "predicted", "confidence", *ranks, "error"])
+    writer.writerow(["path", "predicted", "confidence", "unknown", "ood_score", *ranks,
+                     "error"])
     for p in predictions:
         cells = [cell for name, prob in p.top_k for cell in (name, prob)]
         cells += [""] * (2 * k - len(cells))
+        flag = "" if p.unknown is None else str(p.unknown).lower()
         writer.writerow([p.path, p.predicted or "", "" if p.confidence is None else p.confidence,
-                         *cells, p.error or ""])
+                         flag, "" if p.ood_score is None else p.ood_score, *cells,
+                         p.error or ""])
     return buf.getvalue()
 
 
 def format_json(predictions: Sequence[Prediction]) -> str:
-    """A list of ``{path, predicted, confidence, top_k: [[class, p], ...]}`` or
+    """A list of ``{path, predicted, confidence, unknown, ood_score, top_k: [[class, p],
+    ...]}`` (``unknown``, ``ood_score`` only for a model with the score) or
     ``{path, error}`` objects, in ASCII: a path that is not UTF-8 keeps its bytes as
     ``\\udcNN`` escapes (``os.fsencode(json.load(f)[i]["path"])`` is the name's bytes)."""
     objects = [json.dumps(p.to_json(), allow_nan=False) for p in predictions]
@@ -255,14 +305,16 @@ def print_results(text: str) -> None:
 def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[str],
         top_k: int = TOP_K, batch_size: int = BATCH_SIZE, fmt: Format = "table",
         output: str | os.PathLike[str] | None = None, allow_unsafe_model: bool = False,
-        tta: Tta = "none", explain: str | os.PathLike[str] | None = None) -> int:
+        tta: Tta = "none", unknown_threshold: float | None = None,
+        explain: str | os.PathLike[str] | None = None) -> int:
     """Predict ``paths`` and print (or write to ``output``) the results; 1 if any failed.
 
     ``explain``, a folder: each predicted file's heatmap of its predicted class goes
     there too (``imgclf.inference.heatmap_files``; a ``.keras`` model only).
 
     ``allow_unsafe_model`` loads a model file that carries code (see ``load_model``);
-    ``tta`` is the test-time augmentation (``evaluate.tta`` of params.yaml, from the CLI).
+    ``tta`` is the test-time augmentation (``evaluate.tta`` of params.yaml, from the CLI);
+    ``unknown_threshold`` overrides the model file's OOD threshold.
     """
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {top_k}")
@@ -282,11 +334,14 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
 
     model = load_runtime(model_path, allow_unsafe=allow_unsafe_model)
     info = model.info
-    probs, errors = predict_paths(model, files, info.image_size, batch_size, tta)
+    probs, scores, errors = score_paths(model, files, info.image_size, batch_size, tta)
     if probs.shape[1] not in (0, len(info.class_names)):
         raise UserError(f"{model_path}: the model gives {probs.shape[1]} scores but names "
                         f"{len(info.class_names)} classes; retrain it")
-    predictions = to_predictions(files, probs, errors, info.class_names, top_k)
+    threshold = info.unknown_threshold(unknown_threshold)
+    unknown = Unknown(scores, threshold) if scores is not None and threshold is not None \
+        else None
+    predictions = to_predictions(files, probs, errors, info.class_names, top_k, unknown)
     failed = [p for p in predictions if p.error is not None]
     text = FORMATTERS[fmt](predictions)
     if output is None:
@@ -299,8 +354,10 @@ def run(paths: Sequence[str | os.PathLike[str]], model_path: str | os.PathLike[s
     _explain(model_path, files, predictions, info.class_names, explain, batch_size,
              allow_unsafe_model)
     if output is not None:
-        print(f"predict: {len(predictions) - len(failed)} predicted, {len(failed)} failed; "
-              f"results in {shown(output)}", file=sys.stderr)
+        flagged = sum(bool(p.unknown) for p in predictions)
+        print(f"predict: {len(predictions) - len(failed)} predicted, {len(failed)} failed "
+              f"({flagged} unknown: none of the classes); results in {shown(output)}",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

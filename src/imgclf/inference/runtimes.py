@@ -1,9 +1,11 @@
 """Run a model in any of its formats: ``.keras``, SavedModel folder, ``.tflite``, ``.onnx``.
 
 :func:`load_runtime` returns a :class:`Runtime` whatever the format: the class names and
-image size the model was trained with, and ``predict_on_batch(images) -> probs``, so
-predict, evaluate, the export stage (and a server) score every format through the
-same code (``imgclf.inference.batch.predict_batch`` calls ``predict_on_batch``). The
+image size the model was trained with, and ``predict_on_batch(images) -> probs`` (and
+``predict_scored(images) -> (probs, OOD scores)``, the model's second output, see
+``imgclf.models.ood_layer``), so predict, evaluate, the export stage (and a server)
+score every format through the same code (``imgclf.inference.batch.score_batch`` calls
+``predict_scored``). The
 formats are one table, :data:`MODEL_FORMATS`: per format its suffix, loader and model
 info reader (the export layer's table, ``imgclf.export.formats``, extends it).
 
@@ -48,21 +50,45 @@ UINT8_SIGNATURE = "serve_uint8"  # the same for uint8 pixels
 INPUT_NAME = "images"  # the input of both SavedModel signatures
 
 
+Outputs = tuple[np.ndarray, np.ndarray | None]  # (probs (B, C), OOD scores (B,) or None)
+
+
+def split_outputs(outputs: Any) -> Outputs:
+    """A model call's outputs, in any order (a list, or a dict by name), as ``(probs,
+    scores)``: the probabilities are the rank-2 output, the OOD score the rank-1 one
+    (None for a model from before the score)."""
+    values = list(outputs.values()) if isinstance(outputs, dict) else (
+        list(outputs) if isinstance(outputs, list | tuple) else [outputs])
+    arrays = [np.asarray(v) for v in values]
+    probs = next(a for a in arrays if a.ndim == 2)
+    score = next((a for a in arrays if a.ndim == 1), None)
+    return probs, score
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A loaded model of any format: what it was trained on, and how to run it."""
 
     path: Path  # the file or folder as given
     info: ModelInfo
-    run: Callable[[np.ndarray], np.ndarray]  # (B, S, S, 3) float32 0..255 -> (B, C)
+    # (B, S, S, 3) float32 0..255 -> (probs (B, C), OOD scores (B,) or None)
+    run: Callable[[np.ndarray], Outputs]
 
     def predict_on_batch(self, images: Any) -> np.ndarray:
         """``(B, C)`` float32 probabilities of ``(B, S, S, 3)`` pixels in 0..255 (any
         numeric dtype; a tensor is fine)."""
+        return self.predict_scored(images)[0]
+
+    def predict_scored(self, images: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probs (B, C) float32, OOD scores (B,) float32 or None)`` of ``images``; None
+        when the model computes no score (one trained before it existed)."""
         pixels = np.asarray(images, dtype=np.float32)
         if len(pixels) == 0:
-            return np.zeros((0, len(self.info.class_names)), np.float32)
-        return np.asarray(self.run(pixels), dtype=np.float32)
+            empty = np.zeros((0,), np.float32) if self.info.ood is not None else None
+            return np.zeros((0, len(self.info.class_names)), np.float32), empty
+        probs, score = self.run(pixels)
+        return (np.asarray(probs, dtype=np.float32),
+                None if score is None else np.asarray(score, dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -153,7 +179,7 @@ def load_runtime(path: str | os.PathLike[str], allow_unsafe: bool = False) -> Ru
 
 def keras_runtime(model: Any, info: ModelInfo, path: Path) -> Runtime:
     """A loaded Keras ``model`` (saved at ``path``) as a :class:`Runtime`."""
-    return Runtime(path, info, model.predict_on_batch)
+    return Runtime(path, info, lambda pixels: split_outputs(model.predict_on_batch(pixels)))
 
 
 def _keras(path: Path, allow_unsafe: bool) -> Runtime:
@@ -179,9 +205,9 @@ def _savedmodel(path: Path, allow_unsafe: bool) -> Runtime:
         raise UserError(f"{path}: not a usable SavedModel ({first_line(exc)}); "
                         "export it again with imgclf export") from None
 
-    def run(pixels: np.ndarray) -> np.ndarray:
-        (out,) = serve(**{INPUT_NAME: tf.constant(pixels)}).values()
-        return out.numpy()
+    def run(pixels: np.ndarray) -> Outputs:
+        out = serve(**{INPUT_NAME: tf.constant(pixels)})
+        return split_outputs({k: v.numpy() for k, v in out.items()})
 
     return Runtime(path, info, run)
 
@@ -198,17 +224,18 @@ def _tflite(path: Path, allow_unsafe: bool) -> Runtime:
                                                      num_threads=usable_cores())
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: not a readable LiteRT model ({first_line(exc)})") from None
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (inp,), outs = interpreter.get_input_details(), interpreter.get_output_details()
     batch = [-1]  # the batch size the tensors are allocated for
 
-    def run(pixels: np.ndarray) -> np.ndarray:
+    def run(pixels: np.ndarray) -> Outputs:
         if batch[0] != len(pixels):  # LiteRT tensors have a fixed shape: resize on change
             interpreter.resize_tensor_input(inp["index"], list(pixels.shape))
             interpreter.allocate_tensors()
             batch[0] = len(pixels)
         interpreter.set_tensor(inp["index"], quantize(pixels, inp["dtype"], inp["quantization"]))
         interpreter.invoke()
-        return dequantize(interpreter.get_tensor(out["index"]), out["quantization"])
+        return split_outputs([dequantize(interpreter.get_tensor(out["index"]),
+                                         out["quantization"]) for out in outs])
 
     return Runtime(path, info, run)
 
@@ -223,8 +250,8 @@ def _onnx(path: Path, allow_unsafe: bool) -> Runtime:
     info = _parse_text(meta.get(ONNX_INFO_KEY), path, f"metadata entry {ONNX_INFO_KEY!r}")
     name = session.get_inputs()[0].name
 
-    def run(pixels: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: pixels})[0]
+    def run(pixels: np.ndarray) -> Outputs:
+        return split_outputs(session.run(None, {name: pixels}))
 
     return Runtime(path, info, run)
 

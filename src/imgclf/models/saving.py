@@ -18,7 +18,10 @@ import keras
 
 from imgclf import fsutil
 from imgclf.errors import UserError, first_line
-from imgclf.models import augment  # noqa: F401  registers RandomResizedCrop for loading
+from imgclf.models import (
+    augment,  # noqa: F401  registers RandomResizedCrop for loading
+    ood_layer,  # noqa: F401  registers OODScore for loading
+)
 from imgclf.models.info import INFO_NAME, ModelInfo
 
 __all__ = ["INFO_NAME", "ModelInfo", "load_model", "read_info", "save_model"]

@@ -26,13 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
-from imgclf.inference.predict import (
-    Usable,
-    decode_or_reason,
-    fill_rows,
-    format_json,
-    to_predictions,
-)
+from imgclf.inference.predict import Usable, decode_or_reason, format_json, to_predictions
 from imgclf.serving.batcher import Busy, MicroBatcher
 from imgclf.serving.explain import add_explain_route
 from imgclf.serving.limits import AnswerWhenCancelled, BodySizeLimit, RefuseQueryTokens
@@ -154,6 +148,7 @@ def _add_status_routes(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
     def info() -> dict[str, Any]:
         return {"model": model_name, "classes": predictor.class_names,
                 "image_size": predictor.image_size, "tta": predictor.tta,
+                "unknown_threshold": predictor.threshold,
                 "top_k": settings.top_k, "max_upload_bytes": settings.max_upload_bytes,
                 "max_files": settings.max_files}
 
@@ -166,7 +161,8 @@ def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
     async def predict(request: Request, top_k: Annotated[int | None, Query(ge=1)] = None,
                       ) -> Response:
         """One JSON object per file, as `imgclf predict --format json` prints them:
-        `{path, predicted, confidence, top_k: [[class, p], ...]}` or `{path, error}`.
+        `{path, predicted, confidence, unknown, ood_score, top_k: [[class, p], ...]}` or
+        `{path, error}`; `unknown` is true for an image of none of the classes.
         200 when any file was predicted, 422 when none could be; 503 with Retry-After
         when the server is busy."""
         try:
@@ -180,9 +176,9 @@ def _add_predict_route(app: FastAPI, guarded: list[Any], batcher: MicroBatcher,
         except ClientGone:
             LOG.info("imgclf serve: a client disconnected before its answer; dropped it")
             return Response(status_code=400)
-        probs = fill_rows(len(uploads), usable.rows, scores, len(predictor.class_names))
+        probs, unknown = predictor.split(scores, len(uploads), usable.rows)
         predictions = to_predictions([name for name, _ in uploads], probs, usable.errors,
-                                     predictor.class_names, top_k or settings.top_k)
+                                     predictor.class_names, top_k or settings.top_k, unknown)
         return Response(format_json(predictions), 200 if usable.rows else 422,
                         media_type="application/json")
 

@@ -54,9 +54,10 @@ def url_of(sock: socket.socket) -> str:
 
 def run(model: str | os.PathLike[str], report: ReportFiles,
         settings: ServeSettings | None = None, tta: Tta = "none",
-        allow_unsafe_model: bool = False) -> None:
+        allow_unsafe_model: bool = False, unknown_threshold: float | None = None) -> None:
     """Serve ``model`` until interrupted (see ``imgclf serve --help``); ``settings``
-    default to the environment's (``ServeSettings.load()``)."""
+    default to the environment's (``ServeSettings.load()``); ``unknown_threshold``
+    overrides the model file's OOD threshold."""
     settings = settings or ServeSettings.load()
     host, token = settings.host, settings.token
     sock = listen(host, settings.port)  # before the slow model load: a taken port fails at once
@@ -65,11 +66,12 @@ def run(model: str | os.PathLike[str], report: ReportFiles,
     from imgclf.serving.app import create_app
     from imgclf.serving.model import load_predictor
 
-    predictor = load_predictor(model, tta, allow_unsafe_model)
+    predictor = load_predictor(model, tta, allow_unsafe_model, unknown_threshold)
     app = create_app(predictor, settings, report, Path(model).name)
     auth = f"bearer token required ({TOKEN_ENV})" if token else f"no token ({TOKEN_ENV} unset)"
     print(f"imgclf serve: {model} ({len(predictor.class_names)} classes, "
-          f"{predictor.image_size} px, tta {tta}) at {url_of(sock)} ; API docs at /docs; "
+          f"{predictor.image_size} px, tta {tta}, {predictor.unknown_line()}) at "
+          f"{url_of(sock)} ; API docs at /docs; "
           f"{auth}", flush=True)
     if host not in (HOST, "localhost", "::1"):
         print(f"imgclf serve: listening on {host}: other machines can reach it"

@@ -32,12 +32,13 @@ from imgclf.data.shards import ShardsMeta, read_meta
 from imgclf.models.architectures import augmentation, build_model, unfreeze_top
 from imgclf.models.saving import ModelInfo, save_model
 from imgclf.models.weights import weights_path
-from imgclf.params import ModelParams, TrainParams
+from imgclf.params import ModelParams, OodParams, TrainParams
 from imgclf.training.balance import class_weights
 from imgclf.training.cached import cached_feeds
 from imgclf.training.distribute import Task, current_task, make_strategy, weights_digest
 from imgclf.training.fitting import Feed, Fitter
 from imgclf.training.live import LiveCallback, open_live
+from imgclf.training.ood_fit import fit_ood
 from imgclf.training.optim import uses_one_hot
 
 
@@ -83,12 +84,14 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
         model_path: str | os.PathLike[str], live_dir: str | os.PathLike[str],
         pretrained: str | os.PathLike[str] = "data/pretrained",
         callbacks: Sequence[keras.callbacks.Callback] = (),
-        features: str | os.PathLike[str] | None = None) -> Trained | None:
+        features: str | os.PathLike[str] | None = None,
+        ood: OodParams | None = None) -> Trained | None:
     """Train and save the model; the chief returns what it saved, other workers None.
 
     ``callbacks`` (e.g. a tracker's) run in the chief only, beside DVCLive's.
     ``features``: the features stage's output; where it serves (see
     ``imgclf.training.cached``) the phases train on it instead of the images.
+    ``ood``: how the OOD score and its threshold are fitted at the end (``ood_fit``).
     """
     meta = read_meta(data)
     # First of all TensorFlow: MultiWorkerMirroredStrategy must be created before any
@@ -113,7 +116,8 @@ def run(model_params: ModelParams, train: TrainParams, data: str | os.PathLike[s
     fine_tune_phase(fitter, weights, cached.top if cached else None)
     if live is not None:
         live.end()
-    return save(fitter, model_params, meta, Path(model_path), task)
+    return save(fitter, model_params, meta, Path(model_path), task, Path(data),
+                ood or OodParams())
 
 
 @dataclass(frozen=True)
@@ -198,16 +202,18 @@ def fine_tune_phase(fitter: Fitter, weights: Path | None, feed: Feed | None = No
 
 
 def save(fitter: Fitter, model_params: ModelParams, meta: ShardsMeta, model_path: Path,
-         task: Task) -> Trained | None:
-    """Save the trained model (float32) as the chief, drop the backups; the chief returns
-    what it saved."""
+         task: Task, data: Path, ood: OodParams) -> Trained | None:
+    """Save the trained model (float32) with its OOD score as the chief, drop the
+    backups; the chief returns what it saved."""
     model, train = fitter.model, fitter.train
     # The saved model computes in float32 whatever policy trained it.
     keras.mixed_precision.set_global_policy("float32")
     # Workers that trained together hold the same weights; this line lets one check.
     print(f"train: final weights sha256 {weights_digest(model)} "
           f"(worker {task.index} of {task.count})")
-    info = ModelInfo(meta.class_names, meta.image_size)
+    with fitter.strategy.scope():
+        model, ood_info = fit_ood(model, data, meta, ood)
+    info = ModelInfo(meta.class_names, meta.image_size, ood_info)
     if task.chief:
         save_model(model, model_path, info)
     else:

@@ -1,5 +1,5 @@
 // The imgclf page: upload photos to POST /predict and draw each one's top classes as
-// bars; the report view shows the evaluate stage's metrics and pictures. With a token
+// bars (a photo the model flags unknown shows "none of: <classes>" instead); the report view shows the evaluate stage's metrics and pictures. With a token
 // (IMGCLF_SERVE_TOKEN on the server) every call sends it as a bearer token; it is kept
 // in this tab's sessionStorage only.
 "use strict";
@@ -46,11 +46,23 @@ function card(file, result) {
     node.append(el("div", { class: "error" }, "Could not use it: " + result.error));
     return node;
   }
-  node.append(el("div", { class: "predicted" }, result.predicted));
+  // An unknown photo (its OOD score above the model's threshold) is none of the classes:
+  // said so instead of the top class, and no bar is the green answer.
+  if (result.unknown) {
+    node.classList.add("unknown");
+    const names = info ? info.classes : result.top_k.map(([name]) => name);
+    node.append(el("div", { class: "predicted none-of" }, "none of: " + names.join(", ")));
+    node.append(el("div", { class: "closest muted" }, "closest: " + result.predicted +
+      " (score " + Number(result.ood_score).toPrecision(4) + " above " +
+      (info ? Number(info.unknown_threshold).toPrecision(4) : "the threshold") + ")"));
+  } else {
+    node.append(el("div", { class: "predicted" }, result.predicted));
+  }
   for (const [name, p] of result.top_k) {
     const fill = el("div", { class: "fill" });
     fill.style.width = (100 * p).toFixed(1) + "%";
-    const top = node.querySelector(".bar") ? "bar" : "bar top";  // the first is the answer
+    // the first is the answer, unless the photo is none of the classes
+    const top = node.querySelector(".bar") || result.unknown ? "bar" : "bar top";
     node.append(el("div", { class: top, "data-class": name },
       el("span", {}, name), el("div", { class: "track" }, fill),
       el("span", { class: "p" }, (100 * p).toFixed(1) + "%")));

@@ -48,6 +48,32 @@ def test_the_cache_is_refused_where_it_cannot_be_exact() -> None:
         ModelParams(arch="mobilenet_v2", alpha=0.35, pretrained=False), plain))
 
 
+def test_a_model_without_a_backbone_still_gets_the_files_later_stages_depend_on(
+        tmp_path: Path, image_folder: Callable[..., Path]) -> None:
+    # The audit lists the embed and labels files, not the folder, among its deps (so a
+    # new cut reruns no audit); so they exist for any model: with 0 columns here.
+    from imgclf.data import split
+    from imgclf.training import features
+    from imgclf.training.caching import EMBED_SPLITS, MARKER, read_features
+
+    p = params_from_dict({"data": {"image_size": 16}, "model": {"arch": "small"}})
+    image_folder(tmp_path / "raw", ["a", "b"], per_class=6, size=16)
+    split.run(p.data, p.split, tmp_path / "raw", tmp_path / "prep")
+    features.run(p.model, LAYERS, True, tmp_path / "prep", tmp_path / "none", tmp_path / "f")
+    assert "model.arch: small" in (tmp_path / "f" / MARKER).read_text()
+    assert read_features(tmp_path / "f") is None  # train takes the whole-model path
+    from imgclf.data.shards import SplitImages
+
+    for split_name in EMBED_SPLITS:
+        labels = np.load(tmp_path / "f" / f"{split_name}-labels.npy")
+        np.testing.assert_array_equal(labels, SplitImages(tmp_path / "prep", split_name).labels)
+        assert np.load(tmp_path / "f" / f"{split_name}-embed.npy").shape == (len(labels), 0)
+    stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
+    feature_deps = [d for d in stages["audit"]["deps"] if d.startswith("data/features")]
+    assert sorted(feature_deps) == sorted(f"data/features/{s}-{kind}.npy"
+                                          for s in EMBED_SPLITS for kind in ("embed", "labels"))
+
+
 @pytest.fixture(scope="module")
 def backbone_data(tmp_path_factory: pytest.TempPathFactory,
                   image_folder: Callable[..., Path]) -> dict[str, Path]:

@@ -18,8 +18,10 @@ The features stage writes, into ``data/features``, in the prepared shards' recor
 
 Views (V): train has 2 with ``train.augment.flip`` (the image, then its mirror), else 1;
 val always 1; test has no cut or pooled file. ``d`` is the backbone's pooled width (1280
-for MobileNetV2). For a model the cache cannot serve the stage writes only ``NONE.txt``,
-saying why (docs/pipeline.md), and ``read_features`` returns None.
+for MobileNetV2). For a model the cache cannot serve the stage writes ``NONE.txt``, saying
+why (docs/pipeline.md), and ``read_features`` returns None; the embed and labels files
+are still there, with ``d`` 0 (no backbone to describe the images), so that a stage
+can depend on those files alone.
 """
 
 from __future__ import annotations

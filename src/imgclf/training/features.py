@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from imgclf import fsutil
-from imgclf.data.shards import ShardsMeta, parse_record, read_meta
+from imgclf.data.shards import ShardsMeta, SplitImages, parse_record, read_meta
 from imgclf.models.architectures import build_model
 from imgclf.models.cut import split_model
 from imgclf.models.weights import weights_path
@@ -68,6 +68,7 @@ def run(model_params: ModelParams, layers: int, flip: bool, data: str | os.PathL
             if tmp is not None:
                 (tmp / MARKER).write_text(f"no features: {blocked}; train runs the whole "
                                           "model\n", encoding="utf-8")
+                _write_no_embeddings(Path(data), tmp)
             print(f"features: none, {blocked}")
             return
         weights = weights_path(model_params, pretrained)
@@ -86,6 +87,16 @@ def run(model_params: ModelParams, layers: int, flip: bool, data: str | os.PathL
           f"{meta.counts['val']} val images; embeddings of "
           f"{sum(meta.counts[s] for s in EMBED_SPLITS)} train, val and test images and "
           f"their mirrors{role}" + (f" -> {out}" if out is not None else ", shared"))
+
+
+def _write_no_embeddings(data: Path, out: Path) -> None:
+    """``S-embed.npy`` of shape ``(N, 0)`` and ``S-labels.npy`` for every split: the
+    files exist whatever the model, so a stage can depend on them alone (the audit does,
+    and so does not rerun when only the cut changes); zero columns say "no backbone"."""
+    for split in EMBED_SPLITS:
+        labels = SplitImages(data, split).labels
+        np.save(out / f"{split}-embed.npy", np.zeros((len(labels), 0), DTYPE))
+        np.save(out / f"{split}-labels.npy", labels)
 
 
 def _shapes(forward: Forward, size: int, views: int) -> Shapes:

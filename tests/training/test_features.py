@@ -112,7 +112,10 @@ def test_saved_model_on_images_agrees_with_the_top_on_cached_activations(
               backbone_data["weights"], features=backbone_data["features"])
     out = capsys.readouterr().out
     assert "on the cached features" in out and "whole model" not in out
-    saved, _info = load_model(tmp_path / "m.keras")
+    from imgclf.models.ood_layer import classifier_of
+
+    scored, _info = load_model(tmp_path / "m.keras")
+    saved = classifier_of(scored)  # the probabilities alone, without the OOD score
     images, _labels = read_split(backbone_data["prep"], "val")
     on_images = saved.predict(images.astype("float32"), verbose=0)
     cached = read_features(backbone_data["features"])

@@ -208,11 +208,12 @@ def save(fitter: Fitter, model_params: ModelParams, meta: ShardsMeta, model_path
     model, train = fitter.model, fitter.train
     # The saved model computes in float32 whatever policy trained it.
     keras.mixed_precision.set_global_policy("float32")
-    # Workers that trained together hold the same weights; this line lets one check.
-    print(f"train: final weights sha256 {weights_digest(model)} "
-          f"(worker {task.index} of {task.count})")
     with fitter.strategy.scope():
         model, ood_info = fit_ood(model, data, meta, ood)
+    # Workers that trained together hold the same weights; this line lets one check. Of
+    # the saved model: the OOD score's constants included.
+    print(f"train: final weights sha256 {weights_digest(model)} "
+          f"(worker {task.index} of {task.count})")
     info = ModelInfo(meta.class_names, meta.image_size, ood_info)
     if task.chief:
         save_model(model, model_path, info)

@@ -128,12 +128,15 @@ def main() -> None:
     p.add_argument("--peer-factor", type=float, default=2.2)
     p.add_argument("--out", type=Path, default=Path("experiments.json"))
     p.add_argument("--skip", default="", help="comma-separated steps to leave out")
+    p.add_argument("--force", action="store_true",
+                   help="step 1 as dvc repro --force (a clone that ran before)")
     a = p.parse_args()
     rows: dict[str, Any] = json.loads(a.out.read_text()) if a.out.is_file() else {}
     log = a.out.with_suffix(".log")
     skip = set(filter(None, a.skip.split(",")))
     if "repro" not in skip:
-        _step(rows, "repro", a.new, _dvc("repro"), a.out, log)
+        _step(rows, "repro", a.new, _dvc("repro", *(["--force"] if a.force else [])), a.out,
+              log)
         timed(_dvc("checkout", "--relink", "--quiet"), a.new, log)
     if "head" not in skip:
         _step(rows, "head_only", a.new, _dvc("exp", "run", "-S", "train.learning_rate=0.0008"),

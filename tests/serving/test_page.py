@@ -89,9 +89,13 @@ def test_page_classifies_an_uploaded_photo_and_shows_the_report(
 
 
 def test_page_shows_an_unknown_photo_as_none_of_the_classes(
-        server: Any, browser: Any, photo: Callable[..., bytes], tmp_path: Path) -> None:
-    """A text rendering (none of blue, green, red) beside a green photo: the server flags
-    it unknown, and its card says "none of: ..." with no green answer bar."""
+        server: Any, browser: Any, photo: Callable[..., bytes], tmp_path: Path,
+        serve_helpers: Any, tiny_model: Path, report_dir: Path) -> None:
+    """A text rendering beside a green photo, on a server whose threshold lies between
+    their scores: the one above it is flagged unknown, and its card says "none of: ..."
+    with no answer bar; the other keeps its bars. (The session's tiny model is a poor
+    detector, surer of some text than of its own colours, so the test takes the threshold
+    between the two; the ood stage measures the detector, docs/ood.md.)"""
     import httpx
     from PIL import Image
     from selenium.webdriver.common.by import By
@@ -102,27 +106,35 @@ def test_page_shows_an_unknown_photo_as_none_of_the_classes(
 
     text = tmp_path / "a_page_of_text.png"
     Image.fromarray(generated_images(200, 1, seed=3)["text"][0]).save(text)
-    (answer,) = httpx.post(server.url + "predict", files=[("files", (
-        text.name, text.read_bytes(), "image/png"))], timeout=60).json()
-    threshold = httpx.get(server.url + "info", timeout=60).json()["unknown_threshold"]
-    assert answer["unknown"] is True and answer["ood_score"] > threshold
     known = tmp_path / "green.jpg"
     known.write_bytes(photo("green", 3, "JPEG", size=200))
-
-    wait = WebDriverWait(browser, 60)
-    browser.get(server.url)
-    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
-    browser.find_element(By.ID, "file-input").send_keys(f"{text}\n{known}")
-    card = wait.until(ec.presence_of_element_located(
-        (By.CSS_SELECTOR, '.card.unknown[data-file="a_page_of_text.png"]')))
-    assert card.find_element(By.CSS_SELECTOR, ".predicted").text == "none of: blue, green, red"
-    assert "closest: " + answer["predicted"] in card.text
-    assert not card.find_elements(By.CSS_SELECTOR, ".bar.top")  # no green answer
-    green = browser.find_element(By.CSS_SELECTOR, '.card[data-file="green.jpg"]')
-    assert "unknown" not in green.get_attribute("class")
-    assert green.find_element(By.CSS_SELECTOR, ".bar.top").get_attribute("data-class") == "green"
-    shot = tmp_path / "serve-unknown.png"
-    browser.save_screenshot(str(shot))
+    answers = {Path(a["path"]).name: a for a in httpx.post(
+        server.url + "predict", timeout=60, files=[
+            ("files", (f.name, f.read_bytes(), "image/png")) for f in (text, known)]).json()}
+    unknown, other = sorted(answers, key=lambda n: -answers[n]["ood_score"])
+    assert answers[unknown]["ood_score"] > answers[other]["ood_score"], answers
+    middle = (answers[unknown]["ood_score"] + answers[other]["ood_score"]) / 2
+    own = serve_helpers.start_server(tiny_model, report_dir, "--unknown-threshold",
+                                     str(middle), env={"IMGCLF_SERVE_TOKEN": ""})
+    try:
+        assert httpx.get(own.url + "info", timeout=60).json()["unknown_threshold"] == middle
+        wait = WebDriverWait(browser, 60)
+        browser.get(own.url)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        browser.find_element(By.ID, "file-input").send_keys(f"{text}\n{known}")
+        card = wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f'.card.unknown[data-file="{unknown}"]')))
+        assert card.find_element(By.CSS_SELECTOR, ".predicted").text == (
+            "none of: blue, green, red")
+        assert "closest: " + answers[unknown]["predicted"] in card.text
+        assert not card.find_elements(By.CSS_SELECTOR, ".bar.top")  # no answer bar
+        kept = browser.find_element(By.CSS_SELECTOR, f'.card[data-file="{other}"]')
+        assert "unknown" not in kept.get_attribute("class")
+        assert kept.find_element(By.CSS_SELECTOR, ".bar.top").get_attribute(
+            "data-class") == answers[other]["predicted"]
+        browser.save_screenshot(str(tmp_path / "serve-unknown.png"))
+    finally:
+        serve_helpers.stop_server(own)
 
 
 def test_page_toggle_shows_the_heatmap_overlay(server: Any, browser: Any,

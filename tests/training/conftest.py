@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -56,3 +57,20 @@ def kill_and_resume() -> Callable[..., tuple[str, str]]:
 @pytest.fixture
 def weights_digest() -> Callable[[str], str]:
     return final_digest
+
+
+def open_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (for a multi-worker run's TF_CONFIG)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:  # all bound at once, so the n ports differ
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.fixture
+def free_ports() -> Callable[[int], list[int]]:
+    return open_ports

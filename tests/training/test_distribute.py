@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,16 +163,6 @@ def small_params(strategy: str, wandb: bool = False) -> dict[str, Any]:
             "wandb": {"enabled": wandb, "project": "imgclf-tests"}}
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:  # all bound at once, so the n ports differ
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
 
 def run_workers(commands: list[list[str]], cwds: list[Path], envs: list[dict[str, str]]
                 ) -> list[tuple[int, str]]:
@@ -196,9 +186,8 @@ def run_workers(commands: list[list[str]], cwds: list[Path], envs: list[dict[str
 
 
 @pytest.mark.slow
-def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_prepared: Path,
-                                                               tmp_path: Path) -> None:
-
+def test_two_workers_train_one_model_and_only_the_chief_writes(
+        tiny_prepared: Path, tmp_path: Path, free_ports: Callable[[int], list[int]]) -> None:
     # W&B on (offline, into each node's own folders): only the chief may start a run.
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params("multi_worker", True)))
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
@@ -257,8 +246,8 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tiny_prepared: Pa
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_step_on_a_multi_file_split(tmp_path: Path,
-                                                         image_folder: Any) -> None:
+def test_two_workers_train_in_step_on_a_multi_file_split(
+        tmp_path: Path, image_folder: Any, free_ports: Callable[[int], list[int]]) -> None:
     """With more train shard files than workers (so each reads its own files), both still
     take every step and agree on the weights. Which files each reads is checked in
     tests/training/test_dataset.py (test_multi_worker_training_reads_by_file)."""

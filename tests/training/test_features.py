@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -215,22 +214,12 @@ def test_a_killed_cached_run_resumes_to_the_uninterrupted_runs_weights(
     assert weights_digest(out) == weights_digest(straight)
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:  # all bound at once, so the ports differ
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
 
 @pytest.mark.slow
 @pytest.mark.realweights
 def test_two_workers_on_the_cache_train_the_one_process_model(
         backbone_data: dict[str, Path], tmp_path: Path,
-        weights_digest: Callable[[str], str]) -> None:
+        weights_digest: Callable[[str], str], free_ports: Callable[[int], list[int]]) -> None:
     # No dropout and plain SGD: split over two workers, the steps are those of one
     # process on whole batches, up to rounding.
     params = {"model": {"arch": "mobilenet_v2", "alpha": 0.35, "dropout": 0.0},
@@ -238,7 +227,7 @@ def test_two_workers_on_the_cache_train_the_one_process_model(
               "train": {"optimizer": "sgd", "momentum": 0.0, "learning_rate": 0.05,
                         "epochs": 2, "batch_size": 8, "early_stopping_patience": 0,
                         "fine_tune": {"epochs": 1, "layers": LAYERS, "learning_rate": 0.01}}}
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     cmd = [sys.executable, "-m", "imgclf", "train", "--params", str(tmp_path / "params.yaml"),
            "--data", str(backbone_data["prep"]), "--pretrained", str(backbone_data["weights"]),
            "--features", str(backbone_data["features"]), "--model", "m.keras", "--live", "live"]

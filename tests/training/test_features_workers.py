@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,23 +23,14 @@ PARAMS = {"data": {"image_size": 32}, "split": {"train": 0.8, "val": 0.1, "test"
           "model": {"arch": "mobilenet_v2", "alpha": 0.35}, "wandb": {"enabled": False}}
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:  # all bound at once, so the ports differ
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 def test_two_workers_write_the_one_process_files_byte_for_byte(
-        tmp_path: Path, image_folder: Callable[..., Path]) -> None:
+        tmp_path: Path, image_folder: Callable[..., Path],
+        free_ports: Callable[[int], list[int]]) -> None:
     from imgclf.data import split
     from imgclf.models import pretrained
     from imgclf.training import features
@@ -53,7 +43,7 @@ def test_two_workers_write_the_one_process_files_byte_for_byte(
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(
         {**PARAMS, "train": {"strategy": "multi_worker"}}))
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     procs = []
     for i in range(2):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})

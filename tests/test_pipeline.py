@@ -256,7 +256,9 @@ def test_exp_run_with_set_param_and_metrics_diff(project: Path, sh: Sh) -> None:
 
 def test_queued_experiments_run_and_show_side_by_side(project: Path, sh: Sh) -> None:
     # The documented comparison: a sweep queued as DVC experiments, run by queue workers.
-    sh(project, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.004")
+    # Up to evaluate: the test scores are what is compared (export and ood add minutes).
+    sh(project, "dvc", "exp", "run", "--queue", "evaluate", "-S",
+       "train.learning_rate=0.002,0.004")
     # Two workers at once: each experiment runs in its own copy, so they cannot clobber
     # each other's outputs (or W&B runs: each is named after its experiment).
     sh(project, "dvc", "queue", "start", "--jobs", "2")
@@ -276,14 +278,15 @@ def test_queued_experiments_run_and_show_side_by_side(project: Path, sh: Sh) -> 
 
 def test_a_recipe_runs_as_an_experiment_with_its_params(project: Path, sh: Sh) -> None:
     # The README's from-scratch commands (make scratch: imgclf recipe, then dvc exp
-    # run), with the shipped recipe shrunk to tiny data (compact takes 32 px at least).
+    # run), with the shipped recipe shrunk to tiny data (compact takes 32 px at least),
+    # run up to evaluate: its test score is what is checked.
     recipe = yaml.safe_load((REPO / "recipes" / "from-scratch.yaml").read_text())
     recipe = merge(recipe, {"data": {"image_size": 32},
                              "train": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8}})
     (project.parent / "tiny-recipe.yaml").write_text(yaml.safe_dump(recipe))
     flags = sh(project, "imgclf", "recipe", str(project.parent / "tiny-recipe.yaml")).split()
     assert flags[0] == "-S" and "model.arch=compact" in flags
-    sh(project, "dvc", "exp", "run", *flags, "-n", "scratch-run")
+    sh(project, "dvc", "exp", "run", "evaluate", *flags, "-n", "scratch-run")
     found = experiment(sh, project, "scratch-run")
     params = found["params"]["params.yaml"]["data"]
     assert params["model"]["arch"] == "compact"

@@ -348,6 +348,13 @@ def test_tune_runs_a_study_of_experiments_that_resumes_and_applies(project: Path
     assert {"s-0", "s-1"} <= shown.keys(), shown.keys()
     # W&B groups the trials under the study
     assert shown["s-1"]["params"]["params.yaml"]["data"]["wandb"]["group"] == "s"
+    # A finished trial's whole val curve, read back from its experiment's commit: what
+    # the pruner compares later trials with when a queued (--jobs) trial ended unseen.
+    from imgclf.tuning import trial as trials
+
+    value, curve = trials.queue_result(project, "s-1", trials.Layout.of(project))
+    assert value is not None and [step for step, _ in curve] == list(range(len(curve)))
+    assert curve and all(0 <= accuracy <= 1 for _, accuracy in curve), curve
     assert "-S train.learning_rate=" in out, out  # the best trial's flags
     assert all((project / "tune/s" / f"{n}.png").stat().st_size > 1000
                for n in ("history", "importances"))

@@ -61,6 +61,7 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
     import optuna
 
     watches: dict[str, trials.Watch] = {}
+    reported: dict[str, set[int]] = {name: set() for name in pending}
     while pending:
         time.sleep(trials.POLL_S)
         states = trials.queue_states(opts.repo)
@@ -77,6 +78,7 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
                 for step, value in points:
                     show.epoch(name, step, value)
                     t.report(value, step)
+                    reported[name].add(step)
                 if points and t.should_prune():
                     subprocess.run(trials.dvc("queue", "kill", name), cwd=opts.repo,
                                    capture_output=True, check=False)
@@ -84,7 +86,11 @@ def watch(opts: Any, study: Any, layout: trials.Layout, budget: Any, show: Any,
             if state in ("Queued", "Running"):
                 continue
             seconds = time.time() - start
-            value = trials.queue_result(opts.repo, name, layout) if state == "Success" else None
+            value, curve = (trials.queue_result(opts.repo, name, layout) if state == "Success"
+                            else (None, []))
+            for step, epoch_value in curve:  # the epochs it ran between two looks
+                if step not in reported[name]:
+                    t.report(epoch_value, step)
             kind = {"Success": "complete", "Pruned": "pruned"}.get(state, "failed")
             tstate = {"complete": optuna.trial.TrialState.COMPLETE,
                       "pruned": optuna.trial.TrialState.PRUNED}.get(kind,

@@ -125,6 +125,11 @@ def read_curve(path: Path, since: float) -> list[tuple[int, float]]:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, UnicodeDecodeError):
         return []
+    return parse_curve(text)
+
+
+def parse_curve(text: str) -> list[tuple[int, float]]:
+    """``[(step, val accuracy), ...]`` of a DVCLive .tsv's text; whole lines only."""
     lines = text.split("\n")[:-1]  # the last piece has no newline yet (or is empty)
     if not lines:
         return []
@@ -192,7 +197,11 @@ def _follow(proc: subprocess.Popen, watch: Watch, curve: Path, report: Report) -
             last = value
             pruned = report(step, value) or pruned
         if pruned:
-            break
+            return last
+    # The epochs written since the last look: the pruner compares later trials with them.
+    for step, value in watch.new_points(curve):
+        last = value
+        report(step, value)
     return last
 
 
@@ -266,19 +275,28 @@ def copy_of(repo: Path, name: str) -> tuple[Path, Path] | None:
     return None
 
 
-def queue_result(repo: Path, name: str, layout: Layout) -> float | None:
-    """A finished queued experiment's val accuracy, from ``dvc exp show --json``."""
+def queue_result(repo: Path, name: str, layout: Layout
+                 ) -> tuple[float | None, list[tuple[int, float]]]:
+    """A finished queued experiment's val accuracy (``dvc exp show --json``) and its
+    whole val curve, as committed to the experiment (the curve is git-tracked).
+
+    A short trial can end between two looks at its running copy, and the copy goes
+    with it; the pruner compares a running trial with the finished ones' curves, so
+    each finished trial's curve is read back from its commit."""
     text = subprocess.run(dvc("exp", "show", "--json"), cwd=repo, capture_output=True,
                           text=True, check=False).stdout
     try:
         shown = json.loads(text)
     except json.JSONDecodeError:
-        return None
+        return None, []
     for entry in shown:
         for exp in entry.get("experiments") or []:
             for rev in exp.get("revs", []):
                 if rev.get("name") == name:
                     metrics = (rev.get("data") or {}).get("metrics") or {}
                     data = (metrics.get(layout.summary) or {}).get("data") or {}
-                    return val_accuracy(data)
-    return None
+                    curve = subprocess.run(["git", "show", f"{rev.get('rev')}:{layout.curve}"],
+                                           cwd=repo, capture_output=True, text=True,
+                                           check=False).stdout
+                    return val_accuracy(data), parse_curve(curve)
+    return None, []

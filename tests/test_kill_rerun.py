@@ -54,6 +54,10 @@ AT_WORK: dict[str, tuple[str | None, str | None]] = {
 }
 # Outputs whose bytes differ from save to save: compared by what they hold instead.
 MODEL, EXPORT = "models/model.keras", "models/export"
+# export.json's size ratios come from the files' bytes, and the ONNX converter's output
+# varies by tens of bytes from one conversion to the next (614,072 against 614,140 for
+# the same weights), enough to move a 3-decimal ratio by 0.001: compared within this.
+EXPORT_METRICS, SIZE_SLACK = "metrics/export.json", 0.002
 
 
 class Repro:
@@ -150,13 +154,24 @@ def test_kill_each_stage_then_rerun(tmp_path: Path, image_folder: Callable[..., 
     assert got.keys() == expected.keys()
     for stage, paths in expected.items():
         for path, value in paths.items():
-            if path not in (MODEL, EXPORT):
+            if path == EXPORT_METRICS:
+                assert_same_export_metrics(whole / path, killed / path)
+            elif path not in (MODEL, EXPORT):
                 assert got[stage][path] == value, f"{path} of {stage} differs after the kills"
     assert_same_weights(whole / MODEL, killed / MODEL)
     assert_same_exports(whole, killed)
     assert json.loads(subprocess.run(
         [sys.executable, "-m", "dvc", "status", "--json"], cwd=killed, env=git_environ,
         capture_output=True, text=True, check=True).stdout) == {"source": ["always changed"]}
+
+
+def assert_same_export_metrics(a: Path, b: Path) -> None:
+    """The same export.json, but for each format's size ratio, within SIZE_SLACK."""
+    rows_a, rows_b = json.loads(a.read_text()), json.loads(b.read_text())
+    for fmt, row in rows_a.items():
+        if isinstance(row, dict) and "size_ratio" in row:
+            assert abs(row.pop("size_ratio") - rows_b[fmt].pop("size_ratio")) <= SIZE_SLACK, fmt
+    assert rows_a == rows_b, f"{a.name} differs after the kills"
 
 
 def assert_same_weights(a: Path, b: Path) -> None:

@@ -189,8 +189,7 @@ def assert_same_exports(whole: Path, killed: Path) -> None:
     from imgclf.export.formats import FORMATS
     from imgclf.inference.runtimes import load_runtime
 
-    assert (json.loads((killed / "metrics/export.json").read_text())
-            == json.loads((whole / "metrics/export.json").read_text()))
+    assert_same_export_metrics(whole / EXPORT_METRICS, killed / EXPORT_METRICS)
     images, _ = read_split(whole / "data/prepared", "test")
     pixels = images.astype(np.float32)
     for name in yaml.safe_load((whole / "params.yaml").read_text())["export"]["formats"]:
